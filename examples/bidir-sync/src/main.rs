@@ -1,0 +1,3 @@
+//! bidir-sync: lands with issue 5.
+
+fn main() {}

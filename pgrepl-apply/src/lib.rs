@@ -1,0 +1,1 @@
+//! pgrepl-apply: lands with its issue.

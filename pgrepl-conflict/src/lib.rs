@@ -1,0 +1,1 @@
+//! pgrepl-conflict: lands with its issue.

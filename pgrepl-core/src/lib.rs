@@ -1,0 +1,3 @@
+//! pgrepl-core: the sans-IO half of pgrepl and its replication connection.
+//!
+//! Work in progress: the modules land with issues 2 and 3.

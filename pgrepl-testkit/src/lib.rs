@@ -1,0 +1,1 @@
+//! pgrepl-testkit: lands with its issue.
