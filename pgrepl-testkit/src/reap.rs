@@ -37,10 +37,10 @@ pub(crate) fn reap_once() {
     });
 }
 
-/// Removes the cluster directories (`$TMPDIR/pgrepl-test-*`) and cache temporaries of test
-/// processes that no longer run, stopping any server left in them. Returns how many
-/// directories it removed. Errors are ignored: a directory that cannot be removed now is
-/// tried again next time.
+/// Removes the cluster directories (`<base>/pgrepl-test-*`, see [`Cluster`](crate::Cluster))
+/// and cache temporaries of test processes that no longer run, stopping any server left in
+/// them. Returns how many directories it removed. Errors are ignored: a directory that cannot
+/// be removed now is tried again next time.
 pub fn reap_stale_dirs() -> usize {
     let mut removed = 0;
     let base = fsutil::base_dir();

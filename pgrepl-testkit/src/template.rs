@@ -2,7 +2,7 @@
 //!
 //! `initdb` takes most of a second; copying its result takes a few tens of milliseconds. So
 //! each distinct (installation, server user, initdb options) is initialised once into
-//! `$TMPDIR/pgrepl-testkit/template/<major>-<hash>/data`, shared by every test process (the
+//! `<base>/pgrepl-testkit/template/<major>-<hash>/data`, shared by every test process (the
 //! directory is built beside its final name and renamed into place, so it is complete
 //! whenever it exists), and every cluster starts from a copy of it.
 
