@@ -1,5 +1,6 @@
 //! pg_hba rules, passwords and TLS as tests of authentication need them.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
 use pgrepl_testkit::{Error, Install, TestCa, pg_test};
@@ -85,5 +86,50 @@ pg_test! {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "t\n");
         // hostssl only: a plain connection is refused.
         assert!(!query("disable").status.success());
+    }
+
+    /// `hostssl … cert`: a client certificate from the test CA, named after the user, logs in;
+    /// without one the server refuses.
+    fn client_certificate_where_supported(pg: Install) {
+        let ca = TestCa::generate().unwrap();
+        let builder = pg
+            .cluster()
+            .ssl(ca.server_files().unwrap())
+            .hba_replace(["hostssl all all 127.0.0.1/32 cert"]);
+        if !pg.supports_ssl() {
+            let err = builder.start().unwrap_err();
+            assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+            return;
+        }
+        let node = builder.start().unwrap();
+        let client = ca.client_cert("postgres").unwrap();
+        let (root, cert, key) = (
+            node.dir().join("client-root.crt"),
+            node.dir().join("client.crt"),
+            node.dir().join("client.key"),
+        );
+        std::fs::write(&root, ca.cert_pem()).unwrap();
+        std::fs::write(&cert, &client.cert_pem).unwrap();
+        std::fs::write(&key, &client.key_pem).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let query = |with_cert: bool| {
+            let mut dsn = format!(
+                "{} sslmode=verify-full sslrootcert={}",
+                node.dsn("postgres"),
+                root.display()
+            );
+            if with_cert {
+                dsn.push_str(&format!(" sslcert={} sslkey={}", cert.display(), key.display()));
+            }
+            Command::new(pg.program("psql"))
+                .args(["-X", "-A", "-t", "-c", "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+                .arg(dsn)
+                .output()
+                .unwrap()
+        };
+        let out = query(true);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "/CN=postgres\n");
+        assert!(!query(false).status.success());
     }
 }
