@@ -3,4 +3,5 @@
 //! Work in progress: the modules land with issues 2 and 3.
 
 pub mod lsn;
+pub mod pgoutput;
 pub mod timestamp;
