@@ -15,7 +15,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::error::EncodeError;
 use super::{
-    ColumnValue, LogicalMessage, MessageKind, OldTuple, ProtocolVersion, Truncate, TupleData,
+    ColumnRef, LogicalMessage, MessageKind, OldTuple, ProtocolVersion, Truncate, TupleData,
 };
 
 /// Appends `msg`, encoded for protocol `version`, to `out`.
@@ -63,14 +63,14 @@ fn check(msg: &LogicalMessage, version: ProtocolVersion) -> Result<(), EncodeErr
         }
     };
     let tuple = |t: &TupleData| -> Result<(), EncodeError> {
-        if t.columns.len() > usize::from(u16::MAX) {
+        if t.len() > usize::from(u16::MAX) {
             return Err(EncodeError::TooManyColumns {
                 message,
-                count: t.columns.len(),
+                count: t.len(),
             });
         }
-        for c in &t.columns {
-            if let ColumnValue::Text(v) | ColumnValue::Binary(v) = c {
+        for c in t.iter() {
+            if let Some(v) = c.bytes() {
                 length(message, "tuple column value", v.len())?;
             }
         }
@@ -327,17 +327,17 @@ fn put_old(out: &mut BytesMut, old: &OldTuple) {
 }
 
 fn put_tuple(out: &mut BytesMut, tuple: &TupleData) {
-    out.put_u16(u16::try_from(tuple.columns.len()).unwrap_or(u16::MAX));
-    for c in &tuple.columns {
+    out.put_u16(u16::try_from(tuple.len()).unwrap_or(u16::MAX));
+    for c in tuple.iter() {
         match c {
-            ColumnValue::Null => out.put_u8(b'n'),
-            ColumnValue::UnchangedToast => out.put_u8(b'u'),
-            ColumnValue::Text(v) => {
+            ColumnRef::Null => out.put_u8(b'n'),
+            ColumnRef::UnchangedToast => out.put_u8(b'u'),
+            ColumnRef::Text(v) => {
                 out.put_u8(b't');
                 put_i32_len(out, v.len());
                 out.put_slice(v);
             }
-            ColumnValue::Binary(v) => {
+            ColumnRef::Binary(v) => {
                 out.put_u8(b'b');
                 put_i32_len(out, v.len());
                 out.put_slice(v);

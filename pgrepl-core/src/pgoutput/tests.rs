@@ -23,7 +23,7 @@ fn text(s: &'static str) -> ColumnValue {
 }
 
 fn tuple(columns: Vec<ColumnValue>) -> TupleData {
-    TupleData { columns }
+    TupleData::new(columns)
 }
 
 /// Whether the message has an xid field that is set.
@@ -332,13 +332,17 @@ fn values_share_the_input_buffer() {
     else {
         unreachable!()
     };
-    let ColumnValue::Text(value) = &insert.new.columns[0] else {
-        unreachable!()
-    };
     let start = bytes.as_ptr() as usize;
     let end = start + bytes.len();
-    let p = value.as_ptr() as usize;
-    assert!(p >= start && p < end, "column value was copied");
+    let within = |p: *const u8| (start..end).contains(&(p as usize));
+    let Some(ColumnRef::Text(borrowed)) = insert.new.get(0) else {
+        unreachable!()
+    };
+    assert!(within(borrowed.as_ptr()), "column value was copied");
+    let Some(ColumnValue::Text(owned)) = insert.new.value(0) else {
+        unreachable!()
+    };
+    assert!(within(owned.as_ptr()), "owned column value was copied");
 }
 
 // ---------------------------------------------------------------------------
@@ -857,9 +861,9 @@ fn count(messages: &[LogicalMessage], kind: MessageKind) -> usize {
     messages.iter().filter(|m| m.kind() == kind).count()
 }
 
-fn column_text(value: &ColumnValue) -> &str {
+fn column_text(value: ColumnRef<'_>) -> &str {
     match value {
-        ColumnValue::Text(b) => std::str::from_utf8(b).unwrap(),
+        ColumnRef::Text(b) => std::str::from_utf8(b).unwrap(),
         other => panic!("not text: {other:?}"),
     }
 }
@@ -914,7 +918,7 @@ fn oltp_fixture_content() {
         panic!("{:?}", messages[2])
     };
     assert_eq!(first.relation_oid, rel.oid);
-    let values: Vec<_> = first.new.columns.iter().map(column_text).collect();
+    let values: Vec<_> = first.new.iter().map(column_text).collect();
     assert_eq!(
         values,
         [
@@ -948,8 +952,8 @@ fn oltp_fixture_content() {
     let OldTuple::Key(key) = &delete.old else {
         panic!("{delete:?}")
     };
-    assert_eq!(column_text(&key.columns[0]), "5001");
-    assert!(key.columns[1..].iter().all(|c| *c == ColumnValue::Null));
+    assert_eq!(column_text(key.get(0).unwrap()), "5001");
+    assert!(key.iter().skip(1).all(|c| c == ColumnRef::Null));
 }
 
 #[test]
@@ -1009,8 +1013,8 @@ fn features_fixture_content() {
     assert!(
         updates[0]
             .new
-            .columns
-            .contains(&ColumnValue::UnchangedToast)
+            .iter()
+            .any(|c| c == ColumnRef::UnchangedToast)
     );
     assert!(matches!(updates[1].old, Some(OldTuple::Key(_))));
     assert!(matches!(updates[2].old, Some(OldTuple::Full(_))));
@@ -1025,9 +1029,9 @@ fn features_fixture_content() {
     assert!(replica_identities.contains(&("byidx", ReplicaIdentity::Index)));
     assert!(replica_identities.contains(&("nokey", ReplicaIdentity::Nothing)));
     let unicode = messages.iter().any(|m| match m {
-        LogicalMessage::Insert(i) => i.new.columns.get(1).is_some_and(
-            |c| matches!(c, ColumnValue::Text(t) if &t[..] == "grüße, 日本語, emoji 🐘".as_bytes()),
-        ),
+        LogicalMessage::Insert(i) => {
+            i.new.get(1) == Some(ColumnRef::Text("grüße, 日本語, emoji 🐘".as_bytes()))
+        }
         _ => false,
     });
     assert!(unicode);
@@ -1039,11 +1043,11 @@ fn binary_fixture_has_binary_values() {
     let binary = messages
         .iter()
         .filter_map(|m| match m {
-            LogicalMessage::Insert(i) => Some(&i.new.columns),
+            LogicalMessage::Insert(i) => Some(i.new.iter()),
             _ => None,
         })
         .flatten()
-        .filter(|c| matches!(c, ColumnValue::Binary(_)))
+        .filter(|c| matches!(c, ColumnRef::Binary(_)))
         .count();
     assert!(binary > 1_000, "{binary}");
     // The first kv row's key, int4 1 in binary send format.
@@ -1055,8 +1059,8 @@ fn binary_fixture_has_binary_values() {
         })
         .unwrap();
     assert_eq!(
-        first.new.columns[0],
-        ColumnValue::Binary(Bytes::from_static(&[0, 0, 0, 1]))
+        first.new.value(0),
+        Some(ColumnValue::Binary(Bytes::from_static(&[0, 0, 0, 1])))
     );
 }
 
@@ -1159,7 +1163,7 @@ fn arb_tuple() -> impl Strategy<Value = TupleData> {
         ],
         0..10,
     )
-    .prop_map(|columns| TupleData { columns })
+    .prop_map(TupleData::new)
 }
 
 fn arb_old() -> impl Strategy<Value = OldTuple> {
