@@ -373,7 +373,11 @@ impl ResolverSet {
 
     /// Resolves `kind` with `resolver` instead of the default.
     #[must_use]
-    pub fn with_override(mut self, kind: ConflictKind, resolver: Arc<dyn ConflictResolver>) -> Self {
+    pub fn with_override(
+        mut self,
+        kind: ConflictKind,
+        resolver: Arc<dyn ConflictResolver>,
+    ) -> Self {
         if let Some(slot) = self.overrides.get_mut(kind.index()) {
             *slot = Some(resolver);
         }
@@ -457,7 +461,12 @@ mod tests {
         }
     }
 
-    fn resolve(r: &dyn ConflictResolver, kind: ConflictKind, remote: RowVersion<'_>, locals: &[RowVersion<'_>]) -> Resolution {
+    fn resolve(
+        r: &dyn ConflictResolver,
+        kind: ConflictKind,
+        remote: RowVersion<'_>,
+        locals: &[RowVersion<'_>],
+    ) -> Resolution {
         r.resolve(&Conflict {
             kind,
             relation: "\"public\".\"t\"",
@@ -472,10 +481,21 @@ mod tests {
             assert_eq!(k.as_str().parse::<ConflictKind>().unwrap(), k);
             assert_eq!(ConflictKind::ALL[k.index()], k);
         }
-        for name in ["apply_remote", "keep_local", "last_update_wins", "first_update_wins", "error"] {
+        for name in [
+            "apply_remote",
+            "keep_local",
+            "last_update_wins",
+            "first_update_wins",
+            "error",
+        ] {
             assert_eq!(builtin(name).unwrap().name(), name);
         }
-        assert!(builtin("newest").unwrap_err().to_string().contains("last_update_wins"));
+        assert!(
+            builtin("newest")
+                .unwrap_err()
+                .to_string()
+                .contains("last_update_wins")
+        );
         assert!("insert".parse::<ConflictKind>().is_err());
     }
 
@@ -483,28 +503,89 @@ mod tests {
     fn last_update_wins_rules() {
         let lww = LastUpdateWins;
         use ConflictKind::*;
-        assert_eq!(resolve(&lww, UpdateOriginDiffers, v("a", Some(2)), &[v("b", Some(1))]), Resolution::ApplyRemote);
-        assert_eq!(resolve(&lww, UpdateOriginDiffers, v("a", Some(1)), &[v("b", Some(2))]), Resolution::KeepLocal);
+        assert_eq!(
+            resolve(
+                &lww,
+                UpdateOriginDiffers,
+                v("a", Some(2)),
+                &[v("b", Some(1))]
+            ),
+            Resolution::ApplyRemote
+        );
+        assert_eq!(
+            resolve(
+                &lww,
+                UpdateOriginDiffers,
+                v("a", Some(1)),
+                &[v("b", Some(2))]
+            ),
+            Resolution::KeepLocal
+        );
         // ties: the node name decides, the same way on both nodes
-        assert_eq!(resolve(&lww, InsertExists, v("b", Some(5)), &[v("a", Some(5))]), Resolution::ApplyRemote);
-        assert_eq!(resolve(&lww, InsertExists, v("a", Some(5)), &[v("b", Some(5))]), Resolution::KeepLocal);
+        assert_eq!(
+            resolve(&lww, InsertExists, v("b", Some(5)), &[v("a", Some(5))]),
+            Resolution::ApplyRemote
+        );
+        assert_eq!(
+            resolve(&lww, InsertExists, v("a", Some(5)), &[v("b", Some(5))]),
+            Resolution::KeepLocal
+        );
         // frozen rows are older than anything
-        let frozen = RowVersion { node: None, commit_time: None };
-        assert_eq!(resolve(&lww, UpdateOriginDiffers, v("a", Some(i64::MIN)), &[frozen]), Resolution::ApplyRemote);
+        let frozen = RowVersion {
+            node: None,
+            commit_time: None,
+        };
+        assert_eq!(
+            resolve(&lww, UpdateOriginDiffers, v("a", Some(i64::MIN)), &[frozen]),
+            Resolution::ApplyRemote
+        );
         // deletes win
-        assert_eq!(resolve(&lww, UpdateMissing, v("a", Some(9)), &[]), Resolution::KeepLocal);
-        assert_eq!(resolve(&lww, DeleteOriginDiffers, v("a", Some(1)), &[v("b", Some(9))]), Resolution::ApplyRemote);
+        assert_eq!(
+            resolve(&lww, UpdateMissing, v("a", Some(9)), &[]),
+            Resolution::KeepLocal
+        );
+        assert_eq!(
+            resolve(
+                &lww,
+                DeleteOriginDiffers,
+                v("a", Some(1)),
+                &[v("b", Some(9))]
+            ),
+            Resolution::ApplyRemote
+        );
         // several locals: the remote must be newer than all of them
-        assert_eq!(resolve(&lww, MultipleUniqueConflicts, v("a", Some(5)), &[v("b", Some(1)), v("c", Some(6))]), Resolution::KeepLocal);
-        assert_eq!(resolve(&lww, MultipleUniqueConflicts, v("a", Some(7)), &[v("b", Some(1)), v("c", Some(6))]), Resolution::ApplyRemote);
+        assert_eq!(
+            resolve(
+                &lww,
+                MultipleUniqueConflicts,
+                v("a", Some(5)),
+                &[v("b", Some(1)), v("c", Some(6))]
+            ),
+            Resolution::KeepLocal
+        );
+        assert_eq!(
+            resolve(
+                &lww,
+                MultipleUniqueConflicts,
+                v("a", Some(7)),
+                &[v("b", Some(1)), v("c", Some(6))]
+            ),
+            Resolution::ApplyRemote
+        );
     }
 
     #[test]
     fn overrides_pick_per_kind() {
         let set = ResolverSet::new(Arc::new(LastUpdateWins))
             .with_override(ConflictKind::UpdateMissing, Arc::new(ErrorResolver));
-        assert_eq!(resolve(&set, ConflictKind::UpdateMissing, v("a", Some(1)), &[]), Resolution::Error);
-        assert_eq!(resolve(&set, ConflictKind::DeleteMissing, v("a", Some(1)), &[]), Resolution::KeepLocal);
+        assert_eq!(
+            resolve(&set, ConflictKind::UpdateMissing, v("a", Some(1)), &[]),
+            Resolution::Error
+        );
+        assert_eq!(
+            resolve(&set, ConflictKind::DeleteMissing, v("a", Some(1)), &[]),
+            Resolution::KeepLocal
+        );
     }
 
     #[test]
@@ -513,7 +594,10 @@ mod tests {
         c.record(ConflictKind::InsertExists, Resolution::ApplyRemote);
         c.record(ConflictKind::InsertExists, Resolution::ApplyRemote);
         c.record(ConflictKind::DeleteMissing, Resolution::KeepLocal);
-        assert_eq!(c.get(ConflictKind::InsertExists, Resolution::ApplyRemote), 2);
+        assert_eq!(
+            c.get(ConflictKind::InsertExists, Resolution::ApplyRemote),
+            2
+        );
         assert_eq!(c.total(), 3);
         assert_eq!(c.snapshot().len(), 2);
     }

@@ -32,7 +32,11 @@ pub struct ProtocolError {
 }
 
 impl ProtocolError {
-    pub(crate) fn new(message: impl Into<String>, offset: usize, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        message: impl Into<String>,
+        offset: usize,
+        reason: impl Into<String>,
+    ) -> Self {
         ProtocolError {
             message: message.into(),
             offset,
@@ -71,7 +75,11 @@ pub fn parse_frame(
         ));
     }
     let Some(total) = body_len.checked_add(5) else {
-        return Err(ProtocolError::new(tag_name(tag), 1, "message length overflows"));
+        return Err(ProtocolError::new(
+            tag_name(tag),
+            1,
+            "message length overflows",
+        ));
     };
     if buf.len() < total {
         // Let the reader know how much to reserve, bounded by the check above.
@@ -465,7 +473,11 @@ impl BackendMessage {
                 r.finish()?;
                 BackendMessage::CommandComplete(tag)
             }
-            b'I' => empty("EmptyQueryResponse", &body, BackendMessage::EmptyQueryResponse)?,
+            b'I' => empty(
+                "EmptyQueryResponse",
+                &body,
+                BackendMessage::EmptyQueryResponse,
+            )?,
             b'1' => empty("ParseComplete", &body, BackendMessage::ParseComplete)?,
             b'2' => empty("BindComplete", &body, BackendMessage::BindComplete)?,
             b'3' => empty("CloseComplete", &body, BackendMessage::CloseComplete)?,
@@ -593,6 +605,7 @@ fn parse_error_fields(name: &'static str, body: &Bytes) -> Result<ErrorFields, P
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use bytes::BufMut;
@@ -661,9 +674,16 @@ mod tests {
             ok(b'D', &[0, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, b'x']).unwrap(),
             BackendMessage::DataRow(vec![None, Some(Bytes::from_static(b"x"))])
         );
-        assert!(ok(b'D', &[0x7f, 0xff]).is_err(), "count larger than the body");
+        assert!(
+            ok(b'D', &[0x7f, 0xff]).is_err(),
+            "count larger than the body"
+        );
         assert!(ok(b'D', &[0, 1, 0x80, 0, 0, 0]).is_err(), "negative length");
-        let e = ok(b'E', b"SERROR\0VERROR\0C28P01\0Mpassword authentication failed\0\0").unwrap();
+        let e = ok(
+            b'E',
+            b"SERROR\0VERROR\0C28P01\0Mpassword authentication failed\0\0",
+        )
+        .unwrap();
         let BackendMessage::ErrorResponse(f) = e else {
             panic!("not an error: {e:?}")
         };
@@ -671,13 +691,19 @@ mod tests {
         assert_eq!(f.severity, "ERROR");
         assert!(ok(b'E', b"CXX\0").is_err(), "missing final NUL");
         assert!(ok(b'?', b"").is_err());
-        assert_eq!(ok(b'W', &[0, 0, 0]).unwrap(), BackendMessage::CopyBothResponse);
+        assert_eq!(
+            ok(b'W', &[0, 0, 0]).unwrap(),
+            BackendMessage::CopyBothResponse
+        );
     }
 
     #[test]
     fn every_truncation_of_valid_messages_is_an_error_not_a_panic() {
         let samples: &[(u8, &[u8])] = &[
-            (b'T', b"\0\x01a\0\0\0\0\x01\0\x02\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0"),
+            (
+                b'T',
+                b"\0\x01a\0\0\0\0\x01\0\x02\0\0\0\x17\0\x04\xff\xff\xff\xff\0\0",
+            ),
             (b'R', &[0, 0, 0, 5, 1, 2, 3, 4]),
             (b'K', &[0, 0, 0, 1, 0, 0, 0, 2]),
             (b'S', b"a\0b\0"),

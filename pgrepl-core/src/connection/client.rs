@@ -76,7 +76,8 @@ impl<T: FromSqlText> FromSqlText for Option<T> {
 
 impl FromSqlText for String {
     fn from_sql_text(text: Option<&str>) -> Result<Self, String> {
-        text.map(str::to_owned).ok_or_else(|| "unexpected NULL".into())
+        text.map(str::to_owned)
+            .ok_or_else(|| "unexpected NULL".into())
     }
 }
 
@@ -223,7 +224,11 @@ impl Client {
     }
 
     /// Runs one statement with text parameters (`$1`, `$2`, …) and returns its rows.
-    pub async fn query(&mut self, sql: &str, params: &[&(dyn ToSqlText + Sync)]) -> Result<Vec<Row>> {
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSqlText + Sync)],
+    ) -> Result<Vec<Row>> {
         if sql.contains('\0') {
             return Err(Error::InvalidArgument(
                 "SQL text must not contain NUL bytes".into(),
@@ -255,7 +260,8 @@ impl Client {
         }
         frontend::describe(b'P', "", buf)
             .map_err(|e| Error::InvalidArgument(format!("describe: {e}")))?;
-        frontend::execute("", 0, buf).map_err(|e| Error::InvalidArgument(format!("execute: {e}")))?;
+        frontend::execute("", 0, buf)
+            .map_err(|e| Error::InvalidArgument(format!("execute: {e}")))?;
         frontend::sync(buf);
         self.conn.flush().await?;
         self.collect_rows("query").await
@@ -268,7 +274,11 @@ impl Client {
     }
 
     /// Runs a query that must return exactly one row.
-    pub async fn query_one(&mut self, sql: &str, params: &[&(dyn ToSqlText + Sync)]) -> Result<Row> {
+    pub async fn query_one(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSqlText + Sync)],
+    ) -> Result<Row> {
         let mut rows = self.query(sql, params).await?;
         if rows.len() != 1 {
             return Err(Error::InvalidArgument(format!(

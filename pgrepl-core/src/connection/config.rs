@@ -142,10 +142,7 @@ impl fmt::Debug for ConnectConfig {
             .field("port", &self.port)
             .field("dbname", &self.dbname)
             .field("user", &self.user)
-            .field(
-                "password",
-                &self.password.as_ref().map(|_| "<redacted>"),
-            )
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("application_name", &self.application_name)
             .field("ssl_mode", &self.ssl_mode)
             .field("ssl_root_cert", &self.ssl_root_cert)
@@ -160,7 +157,11 @@ impl fmt::Debug for ConnectConfig {
 impl fmt::Display for ConnectConfig {
     /// A short, password-free description for logs and errors: `user@host:port/dbname`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+        write!(
+            f,
+            "{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
     }
 }
 
@@ -274,7 +275,11 @@ impl ConnectConfig {
 
 /// Quotes a value for a key=value DSN when it needs it.
 pub fn quote_dsn_value(v: &str) -> String {
-    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\') {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+    {
         return v.to_owned();
     }
     let mut q = String::with_capacity(v.len() + 2);
@@ -323,7 +328,10 @@ impl RawConfig {
             "options" => &mut self.options,
             "passfile" => &mut self.passfile,
             // Accepted and ignored: they do not change what pgrepl does.
-            "fallback_application_name" | "client_encoding" | "gssencmode" | "keepalives"
+            "fallback_application_name"
+            | "client_encoding"
+            | "gssencmode"
+            | "keepalives"
             | "target_session_attrs" => return Ok(()),
             "replication" => {
                 return Err(ConfigError::Unsupported(
@@ -529,7 +537,11 @@ fn parse_url(url: &str) -> Result<Vec<(String, String)>, ConfigError> {
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err(ConfigError::Url("unexpected text after the IPv6 address".into())),
+            None => {
+                return Err(ConfigError::Url(
+                    "unexpected text after the IPv6 address".into(),
+                ));
+            }
         };
         (h, port)
     } else {
@@ -669,14 +681,32 @@ mod tests {
     #[test]
     fn errors_are_typed_and_never_show_a_password() {
         assert!(matches!(parse("host"), Err(ConfigError::Syntax { .. })));
-        assert!(matches!(parse("user=a password='x"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            parse("user=a password='x"),
+            Err(ConfigError::Syntax { .. })
+        ));
         assert!(matches!(parse("user=a hots=x"), Err(ConfigError::UnknownKey(k)) if k == "hots"));
-        assert!(matches!(parse("user=a port=99999"), Err(ConfigError::InvalidValue { .. })));
-        assert!(matches!(parse("user=a sslmode=maybe"), Err(ConfigError::InvalidValue { .. })));
-        assert!(matches!(parse("user=a host=a,b"), Err(ConfigError::Unsupported(_))));
+        assert!(matches!(
+            parse("user=a port=99999"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse("user=a sslmode=maybe"),
+            Err(ConfigError::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            parse("user=a host=a,b"),
+            Err(ConfigError::Unsupported(_))
+        ));
         assert!(matches!(parse("host=a"), Err(ConfigError::NoUser)));
-        assert!(matches!(parse("postgresql://u@h/db?sslmode"), Err(ConfigError::Url(_))));
-        assert!(matches!(parse("postgresql://u:%zz@h/db"), Err(ConfigError::Url(_))));
+        assert!(matches!(
+            parse("postgresql://u@h/db?sslmode"),
+            Err(ConfigError::Url(_))
+        ));
+        assert!(matches!(
+            parse("postgresql://u:%zz@h/db"),
+            Err(ConfigError::Url(_))
+        ));
         let c = parse("user=a password=hunter2").unwrap();
         let shown = format!("{c:?} {c}");
         assert!(!shown.contains("hunter2"), "{shown}");

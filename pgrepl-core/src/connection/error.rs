@@ -135,7 +135,7 @@ pub enum Error {
         /// host:port.
         endpoint: String,
         /// The server's error.
-        error: DbError,
+        error: Box<DbError>,
     },
     /// The server broke the protocol.
     #[error("{endpoint}: {source}")]
@@ -202,7 +202,7 @@ impl Error {
     /// The server's error, if this is one.
     pub fn db_error(&self) -> Option<&DbError> {
         match self {
-            Error::Db { error, .. } => Some(error),
+            Error::Db { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }
@@ -223,21 +223,25 @@ mod tests {
     fn db(code: &str) -> Error {
         Error::Db {
             endpoint: "h:1".into(),
-            error: DbError(ErrorFields {
+            error: Box::new(DbError(ErrorFields {
                 severity: "ERROR".into(),
                 code: code.into(),
                 message: "m".into(),
                 ..Default::default()
-            }),
+            })),
         }
     }
 
     #[test]
     fn classification_follows_sqlstate_classes() {
-        for code in ["08006", "40001", "40P01", "53300", "57P01", "57P03", "55006", "XX000"] {
+        for code in [
+            "08006", "40001", "40P01", "53300", "57P01", "57P03", "55006", "XX000",
+        ] {
             assert!(db(code).is_retryable(), "{code}");
         }
-        for code in ["28P01", "28000", "3D000", "42P01", "42501", "23505", "22P02", "55000"] {
+        for code in [
+            "28P01", "28000", "3D000", "42P01", "42501", "23505", "22P02", "55000",
+        ] {
             assert!(!db(code).is_retryable(), "{code}");
         }
         assert!(

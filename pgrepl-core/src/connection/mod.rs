@@ -36,6 +36,7 @@ pub mod config;
 pub mod error;
 mod pgpass;
 pub mod replication;
+mod replication_stream;
 mod socket;
 mod tls;
 
@@ -104,12 +105,14 @@ impl Connection {
         let attempt = Self::connect_inner(cfg, kind);
         match cfg.connect_timeout {
             None => attempt.await,
-            Some(limit) => tokio::time::timeout(limit, attempt)
-                .await
-                .map_err(|_| Error::ConnectTimeout {
-                    endpoint: cfg.endpoint(),
-                    seconds: limit.as_secs(),
-                })?,
+            Some(limit) => {
+                tokio::time::timeout(limit, attempt)
+                    .await
+                    .map_err(|_| Error::ConnectTimeout {
+                        endpoint: cfg.endpoint(),
+                        seconds: limit.as_secs(),
+                    })?
+            }
         }
     }
 
@@ -159,7 +162,10 @@ impl Connection {
         if let Some(options) = &cfg.options {
             params.push(("options", options));
         }
-        if params.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        if params
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
             return Err(Error::InvalidArgument(
                 "connection settings must not contain NUL bytes".into(),
             ));
@@ -240,7 +246,8 @@ impl Connection {
 
     /// The server's version as `server_version_num` (e.g. `150018`).
     pub fn server_version_num(&self) -> Option<u32> {
-        self.parameter("server_version").and_then(parse_server_version)
+        self.parameter("server_version")
+            .and_then(parse_server_version)
     }
 
     /// The backend's process id.
@@ -372,7 +379,7 @@ impl Connection {
     pub fn db_error(&self, fields: ErrorFields) -> Error {
         Error::Db {
             endpoint: self.endpoint.clone(),
-            error: DbError(fields),
+            error: Box::new(DbError(fields)),
         }
     }
 
@@ -417,7 +424,10 @@ mod tests {
 
     #[test]
     fn server_versions() {
-        assert_eq!(parse_server_version("15.18 (Debian 15.18-0+deb12u1)"), Some(150018));
+        assert_eq!(
+            parse_server_version("15.18 (Debian 15.18-0+deb12u1)"),
+            Some(150018)
+        );
         assert_eq!(parse_server_version("18.6"), Some(180006));
         assert_eq!(parse_server_version("16beta1"), Some(160000));
         assert_eq!(parse_server_version("9.6.24"), Some(90624));

@@ -16,8 +16,8 @@ use super::client::{Client, Row};
 use super::error::{Error, Result};
 use super::{ConnectConfig, Connection, SessionKind};
 use crate::Lsn;
-use crate::sql::{quote_ident, quote_literal};
 use crate::pgoutput::ProtocolVersion;
+use crate::sql::{quote_ident, quote_literal};
 
 pub use super::replication_stream::{ReplicationEvent, ReplicationStream, StreamSettings};
 
@@ -250,10 +250,7 @@ impl ReplicationClient {
 
     /// The server's `server_version_num`.
     pub fn server_version_num(&mut self) -> u32 {
-        self.client
-            .connection()
-            .server_version_num()
-            .unwrap_or(0)
+        self.client.connection().server_version_num().unwrap_or(0)
     }
 
     /// Runs SQL or a replication command with the simple protocol (replication sessions accept
@@ -289,7 +286,11 @@ impl ReplicationClient {
                 SnapshotAction::Use => "use",
                 SnapshotAction::Nothing => "nothing",
             };
-            let two_phase = if options.two_phase { ", TWO_PHASE true" } else { "" };
+            let two_phase = if options.two_phase {
+                ", TWO_PHASE true"
+            } else {
+                ""
+            };
             format!(
                 "CREATE_REPLICATION_SLOT {name}{temporary} LOGICAL pgoutput \
                  (SNAPSHOT '{snapshot}'{two_phase})"
@@ -343,14 +344,10 @@ impl ReplicationClient {
         postgres_protocol::message::frontend::query(&command, conn.write_buffer())
             .map_err(|e| Error::InvalidArgument(format!("START_REPLICATION: {e}")))?;
         conn.flush().await?;
-        loop {
-            match conn.recv().await? {
-                super::BackendMessage::CopyBothResponse => break,
-                super::BackendMessage::ErrorResponse(fields) => {
-                    return Err(conn.db_error(fields));
-                }
-                other => return Err(conn.unexpected(&other, "after START_REPLICATION")),
-            }
+        match conn.recv().await? {
+            super::BackendMessage::CopyBothResponse => {}
+            super::BackendMessage::ErrorResponse(fields) => return Err(conn.db_error(fields)),
+            other => return Err(conn.unexpected(&other, "after START_REPLICATION")),
         }
         Ok(ReplicationStream::spawn(conn, version, start, settings))
     }
@@ -379,7 +376,14 @@ mod tests {
     #[test]
     fn slot_names_follow_postgres_rules() {
         validate_slot_name("pgrepl_practice_node1_to_node2").unwrap();
-        for bad in ["", "Upper", "with space", "semi;colon", "x\"y", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Upper",
+            "with space",
+            "semi;colon",
+            "x\"y",
+            &"a".repeat(64),
+        ] {
             assert!(validate_slot_name(bad).is_err(), "{bad}");
         }
     }
@@ -418,7 +422,13 @@ mod tests {
             proto_version: Some(ProtocolVersion::V1),
             ..opts
         };
-        assert!(start_replication_command("s", Lsn(0), &v1, 150_018).is_err(), "streaming on v1");
-        assert!(start_replication_command("bad name", Lsn(0), &PgOutputOptions::default(), 150_018).is_err());
+        assert!(
+            start_replication_command("s", Lsn(0), &v1, 150_018).is_err(),
+            "streaming on v1"
+        );
+        assert!(
+            start_replication_command("bad name", Lsn(0), &PgOutputOptions::default(), 150_018)
+                .is_err()
+        );
     }
 }

@@ -30,7 +30,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_core::Stream;
@@ -38,11 +38,11 @@ use postgres_protocol::message::frontend;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::Connection;
 use super::backend::{BackendMessage, ProtocolError};
 use super::error::{Error, Result};
-use super::Connection;
 use crate::pgoutput::{Decoder, LogicalMessage, ProtocolVersion};
-use crate::replication_message::{ReplicationMessage, StandbyStatusUpdate};
+use crate::replication_message::{ReplicationMessage, StandbyMessage, StandbyStatusUpdate};
 use crate::{Lsn, PgTimestamp};
 
 /// Tuning of a replication stream.
@@ -97,11 +97,6 @@ struct Feedback {
     flushed: AtomicU64,
     applied: AtomicU64,
     received: AtomicU64,
-}
-
-struct Item {
-    event: Result<ReplicationEvent>,
-    bytes: usize,
 }
 
 /// Decoded pgoutput from a replication slot; see the module documentation.
@@ -331,7 +326,9 @@ impl StreamTask {
                 )
             }
             ReplicationMessage::PrimaryKeepalive(k) => {
-                self.feedback.received.fetch_max(k.wal_end.0, Ordering::AcqRel);
+                self.feedback
+                    .received
+                    .fetch_max(k.wal_end.0, Ordering::AcqRel);
                 if k.reply_requested {
                     self.send_status(false).await?;
                     ticker.reset();
@@ -351,7 +348,7 @@ impl StreamTask {
         let charge32 = u32::try_from(charge).unwrap_or(u32::MAX);
         let permit = loop {
             tokio::select! {
-                p = self.budget.acquire_many(charge32) => break p,
+                p = Arc::clone(&self.budget).acquire_many_owned(charge32) => break p,
                 _ = ticker.tick() => self.send_status(false).await?,
                 _ = self.status_now.notified() => self.send_status(false).await?,
                 _ = self.tx.closed() => return Ok(Step::Stop),
@@ -361,9 +358,10 @@ impl StreamTask {
             Ok(p) => p.forget(),
             Err(_) => return Ok(Step::Stop),
         }
+        let tx = self.tx.clone();
         let slot = loop {
             tokio::select! {
-                s = self.tx.reserve() => break s,
+                s = tx.reserve() => break s,
                 _ = ticker.tick() => self.send_status(false).await?,
                 _ = self.status_now.notified() => self.send_status(false).await?,
             }
@@ -388,11 +386,11 @@ impl StreamTask {
             write_lsn: Lsn(written),
             flush_lsn: Lsn(flushed),
             apply_lsn: Lsn(applied),
-            send_time: PgTimestamp::from_system_time(SystemTime::now()).unwrap_or_default(),
+            send_time: PgTimestamp::now(),
             reply_requested,
         };
         let mut payload = BytesMut::with_capacity(34);
-        update.encode(&mut payload);
+        StandbyMessage::StandbyStatusUpdate(update).encode(&mut payload);
         frontend::CopyData::new(&payload[..])
             .map_err(|e| Error::InvalidArgument(format!("status update: {e}")))?
             .write(self.conn.write_buffer());

@@ -21,7 +21,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use sha2::Digest;
 
@@ -110,12 +112,10 @@ pub(crate) fn client_config(cfg: &ConnectConfig) -> Result<Option<Arc<ClientConf
             provider: Arc::clone(&provider),
         }),
         Some(roots) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(roots),
-                Arc::clone(&provider),
-            )
-            .build()
-            .map_err(|e| tls_error(cfg, e.to_string()))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|e| tls_error(cfg, e.to_string()))?;
             if cfg.ssl_mode == SslMode::VerifyFull {
                 webpki
             } else {
@@ -375,9 +375,11 @@ mod tests {
             let err = client_config(&cfg).unwrap_err();
             assert!(err.to_string().contains("sslrootcert"), "{err}");
         }
-        let cfg = ConnectConfig::parse_with_env("host=h user=u sslmode=disable", &|_| None).unwrap();
+        let cfg =
+            ConnectConfig::parse_with_env("host=h user=u sslmode=disable", &|_| None).unwrap();
         assert!(client_config(&cfg).unwrap().is_none());
-        let cfg = ConnectConfig::parse_with_env("host=h user=u sslmode=require", &|_| None).unwrap();
+        let cfg =
+            ConnectConfig::parse_with_env("host=h user=u sslmode=require", &|_| None).unwrap();
         assert!(client_config(&cfg).unwrap().is_some());
     }
 }
