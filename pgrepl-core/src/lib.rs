@@ -53,7 +53,9 @@
 
 pub mod connection;
 pub mod lsn;
+pub mod origin_filter;
 pub mod pgoutput;
+pub mod relation_cache;
 pub mod replication_message;
 pub mod sql;
 pub mod timestamp;

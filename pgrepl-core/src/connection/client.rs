@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use postgres_protocol::IsNull;
 use postgres_protocol::message::frontend;
 
@@ -20,6 +20,45 @@ use super::config::ConnectConfig;
 use super::error::{Error, Result};
 use super::{Connection, SessionKind};
 use crate::Lsn;
+
+/// A query parameter as it goes on the wire: NULL, or bytes in text or binary format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param<'a> {
+    /// SQL NULL.
+    Null,
+    /// Text format (the type's input function reads it).
+    Text(&'a [u8]),
+    /// Binary format (the type's receive function reads it).
+    Binary(&'a [u8]),
+}
+
+/// Appends a Bind message for `statement` (unnamed portal) with `params`, asking for text
+/// results.
+pub fn encode_bind(buf: &mut BytesMut, statement: &str, params: &[Param<'_>]) -> Result<()> {
+    let formats = params
+        .iter()
+        .map(|p| i16::from(matches!(p, Param::Binary(_))));
+    let bound = frontend::bind(
+        "",
+        statement,
+        formats,
+        params.iter(),
+        |p, out| match p {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Text(v) | Param::Binary(v) => {
+                out.extend_from_slice(v);
+                Ok(IsNull::No)
+            }
+        },
+        std::iter::empty(),
+        buf,
+    );
+    bound.map_err(|_| {
+        Error::InvalidArgument(
+            "a statement with more than 65535 parameters or a value over 2 GiB".into(),
+        )
+    })
+}
 
 /// A value that can be sent as a text-format query parameter.
 pub trait ToSqlText {
@@ -199,6 +238,11 @@ impl Client {
         &mut self.conn
     }
 
+    /// The underlying connection, read-only.
+    pub fn connection_ref(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Gives the connection back.
     pub fn into_connection(self) -> Connection {
         self.conn
@@ -229,6 +273,20 @@ impl Client {
         sql: &str,
         params: &[&(dyn ToSqlText + Sync)],
     ) -> Result<Vec<Row>> {
+        let texts: Vec<Option<Cow<'_, str>>> = params.iter().map(|p| p.to_sql_text()).collect();
+        let raw: Vec<Param<'_>> = texts
+            .iter()
+            .map(|t| match t {
+                Some(t) => Param::Text(t.as_bytes()),
+                None => Param::Null,
+            })
+            .collect();
+        self.query_params(sql, &raw).await
+    }
+
+    /// Runs one statement with parameters in text or binary format and returns its rows
+    /// (text format).
+    pub async fn query_params(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>> {
         if sql.contains('\0') {
             return Err(Error::InvalidArgument(
                 "SQL text must not contain NUL bytes".into(),
@@ -237,27 +295,7 @@ impl Client {
         let buf = self.conn.write_buffer();
         frontend::parse("", sql, std::iter::empty(), buf)
             .map_err(|e| Error::InvalidArgument(format!("parse: {e}")))?;
-        let texts: Vec<Option<Cow<'_, str>>> = params.iter().map(|p| p.to_sql_text()).collect();
-        let bound = frontend::bind(
-            "",
-            "",
-            std::iter::empty(),
-            texts.iter(),
-            |value, out| match value {
-                Some(v) => {
-                    out.extend_from_slice(v.as_bytes());
-                    Ok(IsNull::No)
-                }
-                None => Ok(IsNull::Yes),
-            },
-            std::iter::empty(),
-            buf,
-        );
-        if bound.is_err() {
-            return Err(Error::InvalidArgument(
-                "too many or too large query parameters".into(),
-            ));
-        }
+        encode_bind(buf, "", params)?;
         frontend::describe(b'P', "", buf)
             .map_err(|e| Error::InvalidArgument(format!("describe: {e}")))?;
         frontend::execute("", 0, buf)

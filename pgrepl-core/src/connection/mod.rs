@@ -49,7 +49,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 pub use backend::{BackendMessage, DEFAULT_MAX_MESSAGE_LEN, ErrorFields, ProtocolError};
-pub use client::{Client, FromSqlText, Row, ToSqlText};
+pub use client::{Client, FromSqlText, Param, Row, ToSqlText, encode_bind};
 pub use config::{ChannelBindingMode, ConfigError, ConnectConfig, Host, SslMode};
 pub use error::{DbError, Error, Result};
 
@@ -77,6 +77,7 @@ pub struct Connection {
     process_id: i32,
     max_message_len: usize,
     transaction_status: u8,
+    needs_flush: bool,
 }
 
 /// The version number the server reports, as `server_version_num` (e.g. `150018`, `180006`).
@@ -147,6 +148,7 @@ impl Connection {
             process_id: 0,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             transaction_status: b'I',
+            needs_flush: false,
         };
         let application_name = cfg.application_name.as_deref().unwrap_or("pgrepl");
         let mut params: Vec<(&str, &str)> = vec![
@@ -349,6 +351,68 @@ impl Connection {
             });
         }
         Ok(())
+    }
+
+    /// Makes progress in both directions at once: writes as much of the write buffer as the
+    /// socket takes while reading whatever has arrived, so a long pipeline can never deadlock
+    /// with both sides' send buffers full. Returns once something was read, or once the write
+    /// buffer has been sent completely (when it was not empty). Cancel-safe.
+    pub async fn exchange(&mut self) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_exchange(cx)).await
+    }
+
+    fn poll_exchange(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::AsyncWrite;
+        let had_output = !self.write_buf.is_empty() || self.needs_flush;
+        while !self.write_buf.is_empty() {
+            match Pin::new(&mut self.socket).poll_write(cx, &self.write_buf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(Error::Closed {
+                        endpoint: self.endpoint.clone(),
+                    }));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.write_buf.advance(n);
+                    self.needs_flush = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
+                Poll::Pending => break,
+            }
+        }
+        if self.write_buf.is_empty() && self.needs_flush {
+            match Pin::new(&mut self.socket).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
+                Poll::Pending => {}
+            }
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < 8 * 1024 {
+            self.read_buf.reserve(64 * 1024);
+        }
+        let read = {
+            let fut = self.socket.read_buf(&mut self.read_buf);
+            tokio::pin!(fut);
+            fut.poll(cx)
+        };
+        match read {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(Error::Closed {
+                endpoint: self.endpoint.clone(),
+            })),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.io_error(e))),
+            Poll::Pending if had_output && self.write_buf.is_empty() && !self.needs_flush => {
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Whether output waits to be sent.
+    pub fn has_pending_output(&self) -> bool {
+        !self.write_buf.is_empty() || self.needs_flush
     }
 
     /// How many received bytes wait to be parsed.

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use postgres_protocol::message::frontend;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -80,6 +80,8 @@ pub enum ReplicationEvent {
         send_time: PgTimestamp,
         /// The decoded message.
         message: LogicalMessage,
+        /// The message's bytes as received (its values share this buffer), e.g. for spooling.
+        raw: Bytes,
     },
     /// A primary keepalive: nothing to decode, but `wal_end` is how far the server has looked.
     Keepalive {
@@ -106,6 +108,7 @@ pub struct ReplicationStream {
     budget: Arc<Semaphore>,
     feedback: Arc<Feedback>,
     status_now: Arc<Notify>,
+    stop: Arc<Notify>,
     task: JoinHandle<()>,
     version: ProtocolVersion,
     finished: bool,
@@ -138,7 +141,9 @@ impl ReplicationStream {
         feedback.applied.store(start.0, Ordering::Relaxed);
         feedback.received.store(start.0, Ordering::Relaxed);
         let status_now = Arc::new(Notify::new());
+        let stop = Arc::new(Notify::new());
         let task = StreamTask {
+            stop: Arc::clone(&stop),
             conn,
             decoder: Decoder::new(version),
             tx,
@@ -154,6 +159,7 @@ impl ReplicationStream {
             budget,
             feedback,
             status_now,
+            stop,
             task,
             version,
             finished: false,
@@ -191,6 +197,13 @@ impl ReplicationStream {
     /// Sends a standby status update now, without waiting for the interval.
     pub fn send_status_now(&self) {
         self.status_now.notify_one();
+    }
+
+    /// Ends the stream cleanly: a last standby status update with the positions reported so
+    /// far, then CopyDone; waits (briefly) for the task to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
     }
 
     /// The next event; `None` after the stream has ended (an ending is always reported as an
@@ -243,6 +256,7 @@ struct StreamTask {
     budget_bytes: usize,
     feedback: Arc<Feedback>,
     status_now: Arc<Notify>,
+    stop: Arc<Notify>,
     interval: Duration,
 }
 
@@ -281,6 +295,7 @@ impl StreamTask {
                 read = self.conn.fill() => read?,
                 _ = ticker.tick() => self.send_status(false).await?,
                 _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => return self.finish().await,
                 _ = self.tx.closed() => return Ok(()),
             }
         }
@@ -311,6 +326,7 @@ impl StreamTask {
                     .received
                     .fetch_max(x.wal_end.0.max(x.wal_start.0), Ordering::AcqRel);
                 let bytes = x.data.len();
+                let raw = x.data.clone();
                 let message = self.decoder.decode(x.data).map_err(|e| Error::Protocol {
                     endpoint: self.conn.endpoint().to_owned(),
                     source: ProtocolError::new("XLogData", 0, e.to_string()),
@@ -321,6 +337,7 @@ impl StreamTask {
                         wal_end: x.wal_end,
                         send_time: x.send_time,
                         message,
+                        raw,
                     },
                     bytes,
                 )
@@ -351,6 +368,10 @@ impl StreamTask {
                 p = Arc::clone(&self.budget).acquire_many_owned(charge32) => break p,
                 _ = ticker.tick() => self.send_status(false).await?,
                 _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => {
+                    self.finish().await?;
+                    return Ok(Step::Stop);
+                }
                 _ = self.tx.closed() => return Ok(Step::Stop),
             }
         };
@@ -364,6 +385,10 @@ impl StreamTask {
                 s = tx.reserve() => break s,
                 _ = ticker.tick() => self.send_status(false).await?,
                 _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => {
+                    self.finish().await?;
+                    return Ok(Step::Stop);
+                }
             }
         };
         match slot {
@@ -376,6 +401,13 @@ impl StreamTask {
             }
             Err(_) => Ok(Step::Stop),
         }
+    }
+
+    /// A last status update, then CopyDone.
+    async fn finish(&mut self) -> Result<()> {
+        self.send_status(false).await?;
+        frontend::copy_done(self.conn.write_buffer());
+        self.conn.flush().await
     }
 
     async fn send_status(&mut self, reply_requested: bool) -> Result<()> {
