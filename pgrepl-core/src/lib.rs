@@ -53,7 +53,14 @@
 //! in `benches/` measures it on a stream captured from PostgreSQL, next to
 //! `pg_walstream`'s parser.
 
+pub mod connection;
 pub mod lsn;
+pub mod origin_filter;
 pub mod pgoutput;
+pub mod relation_cache;
 pub mod replication_message;
+pub mod sql;
 pub mod timestamp;
+
+pub use lsn::Lsn;
+pub use timestamp::PgTimestamp;

@@ -1,0 +1,668 @@
+//! The careful path: one remote transaction applied statement by statement, looking before
+//! every write.
+//!
+//! For each change it locks and reads the local row(s) the change concerns, with who last wrote
+//! them and when (`pg_xact_commit_timestamp_origin(xmin)`), and decides:
+//!
+//! - INSERT: every unique index the remote row fills is probed. No local row: insert. One:
+//!   `insert_exists`. Several different rows: `multiple_unique_conflicts`.
+//! - UPDATE: the row is found by the replica identity. None: `update_missing`. Last written by
+//!   another origin (a local session, a third node): `update_origin_differs`. Then, if the new
+//!   values collide with *other* rows on a unique index: `update_exists` (or
+//!   `multiple_unique_conflicts`).
+//! - DELETE: none: `delete_missing`; another origin: `delete_origin_differs`.
+//!
+//! A row last written by this link's own origin, or whose writer is unknown (frozen, or written
+//! before `track_commit_timestamp` was on), is not in conflict. Each conflict asks the
+//! resolver, counts in the link's metrics and writes one row of `pgrepl.conflict_history` in
+//! the same transaction. A resolver's `error` rolls the transaction back, records the conflict
+//! in a transaction of its own (with the origin's transaction state reset, so that record can
+//! never advance the origin past the transaction it is about), and stops the link.
+
+use pgrepl_conflict::{Conflict, ConflictKind, Resolution, RowVersion};
+use pgrepl_core::PgTimestamp;
+use pgrepl_core::connection::{Error as ConnError, Param, Row};
+use pgrepl_core::pgoutput::{
+    ColumnRef, Delete, Insert, LogicalMessage, OldTuple, TupleData, Update,
+};
+
+use crate::applier::{Applier, param, set_columns, value};
+use crate::error::{ApplyError, ConflictStop};
+use crate::history;
+use crate::relation_map::RelationMap;
+use crate::statements::{self, Match};
+use crate::transaction::RemoteTxn;
+
+/// A local row as a probe returns it.
+#[derive(Debug, Clone)]
+struct LocalRow {
+    ctid: String,
+    commit_time: Option<PgTimestamp>,
+    roident: Option<u32>,
+    json: String,
+}
+
+/// One conflict, ready to be resolved and recorded.
+struct Found<'a> {
+    kind: ConflictKind,
+    map: &'a RelationMap,
+    locals: Vec<LocalRow>,
+    key_json: String,
+    remote_json: String,
+}
+
+/// Why a careful attempt ended early.
+enum Stop {
+    /// A definite or transient error.
+    Error(ApplyError),
+    /// The resolver said `error`.
+    Conflict(Box<ConflictStop>, HistoryRecord),
+}
+
+/// A history row kept aside to be written after a rollback.
+struct HistoryRecord {
+    rows: Vec<Vec<Option<String>>>,
+}
+
+impl From<ApplyError> for Stop {
+    fn from(e: ApplyError) -> Self {
+        Stop::Error(e)
+    }
+}
+
+fn parse_local(row: &Row) -> Result<LocalRow, ConnError> {
+    let unix_micros: Option<i64> = row.get(1)?;
+    let roident: Option<u32> = row.get(2)?;
+    Ok(LocalRow {
+        ctid: row.get(0)?,
+        commit_time: unix_micros.and_then(PgTimestamp::from_unix_micros),
+        roident,
+        json: row.get(3)?,
+    })
+}
+
+fn params_of<'t>(t: &'t TupleData, cols: &[usize]) -> Vec<Param<'t>> {
+    cols.iter().map(|&c| param(value(t, c))).collect()
+}
+
+impl Applier {
+    /// Applies `txn` on the careful path, retrying transient failures a few times.
+    pub(crate) async fn apply_carefully(&mut self, txn: &RemoteTxn) -> Result<(), ApplyError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.careful_once(txn).await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(stop) => {
+                    // Whatever happened, leave no transaction open.
+                    let _ = self.client().batch_execute("ROLLBACK").await;
+                    match stop {
+                        Stop::Conflict(stop, record) => {
+                            self.record_after_rollback(record).await?;
+                            return Err(ApplyError::Conflict {
+                                target: self.names.target.clone(),
+                                stop,
+                            });
+                        }
+                        Stop::Error(e) => {
+                            let transient = match &e {
+                                ApplyError::Refused { cause, .. } => cause.is_retryable(),
+                                _ => false,
+                            };
+                            if transient && attempt < self.settings.careful_retries {
+                                attempt += 1;
+                                tracing::info!(link = %self.names, xid = txn.xid, error = %e, attempt, "retrying transaction");
+                                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt))
+                                    .await;
+                                continue;
+                            }
+                            if matches!(e, ApplyError::Refused { ref cause, .. } if matches!(cause.code(), Some("42703" | "42P01" | "42804")))
+                            {
+                                // The target's tables may have changed: look again next time.
+                                self.forget_mappings();
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn refused(&self, txn: &RemoteTxn, table: &str, cause: ConnError) -> ApplyError {
+        match cause {
+            ConnError::Db { .. } => ApplyError::Refused {
+                target: self.names.target.clone(),
+                source_node: self.names.source.clone(),
+                xid: txn.xid,
+                commit_lsn: txn.commit_lsn,
+                table: table.to_owned(),
+                cause: Box::new(cause),
+            },
+            other => self.conn_err(other),
+        }
+    }
+
+    async fn careful_once(&mut self, txn: &RemoteTxn) -> Result<(), Stop> {
+        self.client()
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| self.conn_err(e))?;
+        for msg in Applier::messages(txn)? {
+            let msg = msg?;
+            match msg.as_ref() {
+                LogicalMessage::Relation(r) => {
+                    self.relations.insert(r.clone());
+                }
+                LogicalMessage::Insert(i) => self.careful_insert(txn, i).await?,
+                LogicalMessage::Update(u) => self.careful_update(txn, u).await?,
+                LogicalMessage::Delete(d) => self.careful_delete(txn, d).await?,
+                LogicalMessage::Truncate(t) => {
+                    let mut tables = Vec::with_capacity(t.relation_oids.len());
+                    for oid in &t.relation_oids {
+                        tables.push(self.map_for(*oid).await?.target.quoted.clone());
+                    }
+                    let refs: Vec<&str> = tables.iter().map(String::as_str).collect();
+                    let sql = statements::truncate(&refs, t.restart_identity);
+                    self.client()
+                        .query_params(&sql, &[])
+                        .await
+                        .map_err(|e| self.refused(txn, &tables.join(", "), e))?;
+                }
+                _ => {}
+            }
+        }
+        let end = txn.end_lsn.0.to_be_bytes();
+        let time = txn.commit_time.0.to_be_bytes();
+        self.client()
+            .query_params(
+                statements::FINISH_CAREFUL,
+                &[Param::Binary(&end), Param::Binary(&time)],
+            )
+            .await
+            .map_err(|e| self.refused(txn, "-", e))?;
+        self.client()
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| self.refused(txn, "-", e))?;
+        Ok(())
+    }
+
+    async fn probe_rows(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<LocalRow>, ApplyError> {
+        let rows = self
+            .client()
+            .query_params(sql, params)
+            .await
+            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        rows.iter()
+            .map(parse_local)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.conn_err(e))
+    }
+
+    /// The local rows that hold `tuple`'s values on any unique index (other than the row at
+    /// `except`), each once.
+    async fn unique_collisions(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        tuple: &TupleData,
+        except: Option<&str>,
+    ) -> Result<Vec<LocalRow>, ApplyError> {
+        let mut found: Vec<LocalRow> = Vec::new();
+        for index in &map.target.unique_indexes {
+            let Some(remote_cols) = index
+                .columns
+                .iter()
+                .map(|t| map.remote_column_for(*t))
+                .collect::<Option<Vec<usize>>>()
+            else {
+                continue;
+            };
+            let fillable = remote_cols.iter().all(|&c| match value(tuple, c) {
+                ColumnRef::UnchangedToast => false,
+                ColumnRef::Null => index.nulls_not_distinct,
+                _ => true,
+            });
+            if !fillable {
+                continue;
+            }
+            let sql = statements::probe_unique(map, index, &remote_cols, except.is_some());
+            let mut params = params_of(tuple, &remote_cols);
+            if let Some(ctid) = except {
+                params.push(Param::Text(ctid.as_bytes()));
+            }
+            for row in self.probe_rows(txn, map, &sql, &params).await? {
+                if !found.iter().any(|f| f.ctid == row.ctid) {
+                    found.push(row);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn json_of(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        tuple: &TupleData,
+        cols: &[usize],
+    ) -> Result<String, ApplyError> {
+        let cols: Vec<usize> = cols
+            .iter()
+            .copied()
+            .filter(|&c| !matches!(value(tuple, c), ColumnRef::UnchangedToast))
+            .collect();
+        let sql = statements::values_json(map, &cols);
+        let row = self
+            .client()
+            .query_params(&sql, &params_of(tuple, &cols))
+            .await
+            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        Ok(row
+            .first()
+            .and_then(|r| r.get_str(0))
+            .unwrap_or("null")
+            .to_owned())
+    }
+
+    /// Asks the resolver and records the conflict; `Err(Stop::Conflict)` for `error`.
+    async fn resolve(&mut self, txn: &RemoteTxn, found: Found<'_>) -> Result<Resolution, Stop> {
+        let mut labels = Vec::with_capacity(found.locals.len());
+        for local in &found.locals {
+            labels.push(match local.roident {
+                Some(id) => Some(self.meta.origin_label(id).await?),
+                None => None,
+            });
+        }
+        let versions: Vec<RowVersion<'_>> = found
+            .locals
+            .iter()
+            .zip(&labels)
+            .map(|(l, label)| RowVersion {
+                node: label.as_deref(),
+                commit_time: l.commit_time,
+            })
+            .collect();
+        let relation = found.map.target.quoted.clone();
+        let conflict = Conflict {
+            kind: found.kind,
+            relation: &relation,
+            remote: RowVersion {
+                node: Some(&self.names.source),
+                commit_time: Some(txn.commit_time),
+            },
+            locals: &versions,
+        };
+        let resolver = std::sync::Arc::clone(self.resolvers.for_kind(found.kind));
+        let resolution = resolver.resolve(&conflict);
+        self.stats.conflicts.record(found.kind, resolution);
+        tracing::info!(
+            link = %self.names,
+            kind = %found.kind,
+            resolution = %resolution,
+            table = %relation,
+            key = %found.key_json,
+            "conflict"
+        );
+        let mut rows = Vec::new();
+        let locals: Vec<Option<&LocalRow>> = if found.locals.is_empty() {
+            vec![None]
+        } else {
+            found.locals.iter().map(Some).collect()
+        };
+        for (i, local) in locals.into_iter().enumerate() {
+            rows.push(vec![
+                Some(self.names.source.clone()),
+                Some(self.names.target.clone()),
+                Some(found.kind.as_str().to_owned()),
+                Some(resolution.as_str().to_owned()),
+                Some(resolver.name().to_owned()),
+                Some(relation.clone()),
+                Some(found.key_json.clone()),
+                local.map(|l| l.json.clone()),
+                labels.get(i).cloned().flatten(),
+                local.and_then(|l| l.commit_time).map(|t| t.0.to_string()),
+                Some(found.remote_json.clone()),
+                Some(self.names.source.clone()),
+                Some(txn.commit_time.0.to_string()),
+                Some(txn.commit_lsn.0.to_string()),
+                Some(txn.xid.to_string()),
+            ]);
+        }
+        let record = HistoryRecord { rows };
+        if resolution == Resolution::Error {
+            let local_json = match found.locals.as_slice() {
+                [] => "null".to_owned(),
+                [one] => one.json.clone(),
+                many => format!(
+                    "[{}]",
+                    many.iter()
+                        .map(|l| l.json.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            };
+            return Err(Stop::Conflict(
+                Box::new(ConflictStop {
+                    kind: found.kind,
+                    table: relation,
+                    key: found.key_json,
+                    local: local_json,
+                    remote: found.remote_json,
+                    source: self.names.source.clone(),
+                    commit_lsn: txn.commit_lsn,
+                }),
+                record,
+            ));
+        }
+        self.write_history(&record).await?;
+        Ok(resolution)
+    }
+
+    async fn write_history(&mut self, record: &HistoryRecord) -> Result<(), ApplyError> {
+        for row in &record.rows {
+            // Columns 9, 12 and 13 are binary (timestamptz, timestamptz, pg_lsn); the others text.
+            let binaries: Vec<Option<[u8; 8]>> = row
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match (i, v) {
+                    (9 | 12, Some(t)) => t.parse::<i64>().ok().map(i64::to_be_bytes),
+                    (13, Some(t)) => t.parse::<u64>().ok().map(u64::to_be_bytes),
+                    _ => None,
+                })
+                .collect();
+            let params: Vec<Param<'_>> = row
+                .iter()
+                .zip(&binaries)
+                .enumerate()
+                .map(|(i, (v, b))| match (i, v, b) {
+                    (9 | 12 | 13, _, Some(bytes)) => Param::Binary(bytes),
+                    (9 | 12 | 13, _, None) => Param::Null,
+                    (_, Some(text), _) => Param::Text(text.as_bytes()),
+                    (_, None, _) => Param::Null,
+                })
+                .collect();
+            self.client()
+                .query_params(history::INSERT_HISTORY, &params)
+                .await
+                .map_err(|e| {
+                    let hint = if e.code() == Some("42P01") {
+                        " (run `bidir-sync setup` to create pgrepl.conflict_history)"
+                    } else {
+                        ""
+                    };
+                    ApplyError::NotSetUp {
+                        node: self.names.target.clone(),
+                        what: format!("cannot record a conflict: {e}{hint}"),
+                    }
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Records an `error` conflict after the transaction was rolled back, in a transaction of
+    /// its own whose commit cannot move the origin.
+    async fn record_after_rollback(&mut self, record: HistoryRecord) -> Result<(), ApplyError> {
+        let client = self.client();
+        client
+            .batch_execute("SELECT pg_catalog.pg_replication_origin_xact_reset(); BEGIN")
+            .await
+            .map_err(|e| self.conn_err(e))?;
+        let written = self.write_history(&record).await;
+        let end = if written.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        self.client()
+            .batch_execute(end)
+            .await
+            .map_err(|e| self.conn_err(e))?;
+        written
+    }
+
+    async fn careful_insert(&mut self, txn: &RemoteTxn, insert: &Insert) -> Result<(), Stop> {
+        let map = self.map_for(insert.relation_oid).await?;
+        let cols = map.writable_columns().to_vec();
+        let new = &insert.new;
+        let locals = self.unique_collisions(txn, &map, new, None).await?;
+        if locals.is_empty() {
+            return self.insert_row(txn, &map, new).await;
+        }
+        let kind = if locals.len() == 1 {
+            ConflictKind::InsertExists
+        } else {
+            ConflictKind::MultipleUniqueConflicts
+        };
+        let key_cols = self.key_columns(&map);
+        let found = Found {
+            kind,
+            map: &map,
+            key_json: self.json_of(txn, &map, new, &key_cols).await?,
+            remote_json: self.json_of(txn, &map, new, &cols).await?,
+            locals: locals.clone(),
+        };
+        match self.resolve(txn, found).await? {
+            Resolution::ApplyRemote if locals.len() == 1 => {
+                let ctid = locals.first().map(|l| l.ctid.clone()).unwrap_or_default();
+                self.update_row(txn, &map, new, &cols, &ctid).await
+            }
+            Resolution::ApplyRemote => {
+                for l in &locals {
+                    self.delete_row(txn, &map, &l.ctid).await?;
+                }
+                self.insert_row(txn, &map, new).await
+            }
+            Resolution::KeepLocal | Resolution::Error => Ok(()),
+        }
+    }
+
+    async fn careful_update(&mut self, txn: &RemoteTxn, update: &Update) -> Result<(), Stop> {
+        let map = self.map_for(update.relation_oid).await?;
+        let (text, matched, source) = self.match_for(&map, update.old.as_ref(), &update.new)?;
+        let m = if text {
+            Match::AllText(&matched)
+        } else {
+            Match::Equal(&matched)
+        };
+        let sql = statements::probe(&map, m);
+        let row = self
+            .probe_rows(txn, &map, &sql, &params_of(source, &matched))
+            .await?
+            .into_iter()
+            .next();
+        let set = set_columns(&map, &update.new);
+        let key_json = self.json_of(txn, &map, source, &matched).await?;
+        let Some(row) = row else {
+            let found = Found {
+                kind: ConflictKind::UpdateMissing,
+                map: &map,
+                key_json,
+                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                locals: vec![],
+            };
+            let resolution = self.resolve(txn, found).await?;
+            let complete = map.writable_columns().len() == set.len();
+            if resolution == Resolution::ApplyRemote && complete {
+                return self.insert_row(txn, &map, &update.new).await;
+            }
+            return Ok(());
+        };
+        if !self.is_ours(row.roident) {
+            let found = Found {
+                kind: ConflictKind::UpdateOriginDiffers,
+                map: &map,
+                key_json: key_json.clone(),
+                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                locals: vec![row.clone()],
+            };
+            if self.resolve(txn, found).await? != Resolution::ApplyRemote {
+                return Ok(());
+            }
+        }
+        let others = self
+            .unique_collisions(txn, &map, &update.new, Some(&row.ctid))
+            .await?;
+        if !others.is_empty() {
+            let kind = if others.len() == 1 {
+                ConflictKind::UpdateExists
+            } else {
+                ConflictKind::MultipleUniqueConflicts
+            };
+            let found = Found {
+                kind,
+                map: &map,
+                key_json,
+                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                locals: others.clone(),
+            };
+            if self.resolve(txn, found).await? != Resolution::ApplyRemote {
+                return Ok(());
+            }
+            for o in &others {
+                self.delete_row(txn, &map, &o.ctid).await?;
+            }
+        }
+        if set.is_empty() {
+            return Ok(());
+        }
+        self.update_row(txn, &map, &update.new, &set, &row.ctid)
+            .await
+    }
+
+    async fn careful_delete(&mut self, txn: &RemoteTxn, delete: &Delete) -> Result<(), Stop> {
+        let map = self.map_for(delete.relation_oid).await?;
+        let old = match &delete.old {
+            OldTuple::Key(t) | OldTuple::Full(t) => t,
+        };
+        let (text, matched, source) = self.match_for(&map, Some(&delete.old), old)?;
+        let m = if text {
+            Match::AllText(&matched)
+        } else {
+            Match::Equal(&matched)
+        };
+        let sql = statements::probe(&map, m);
+        let row = self
+            .probe_rows(txn, &map, &sql, &params_of(source, &matched))
+            .await?
+            .into_iter()
+            .next();
+        let Some(row) = row else {
+            let key_json = self.json_of(txn, &map, source, &matched).await?;
+            let found = Found {
+                kind: ConflictKind::DeleteMissing,
+                map: &map,
+                remote_json: key_json.clone(),
+                key_json,
+                locals: vec![],
+            };
+            self.resolve(txn, found).await?;
+            return Ok(());
+        };
+        if !self.is_ours(row.roident) {
+            let key_json = self.json_of(txn, &map, source, &matched).await?;
+            let all: Vec<usize> = (0..map.remote.columns.len()).collect();
+            let found = Found {
+                kind: ConflictKind::DeleteOriginDiffers,
+                map: &map,
+                remote_json: self.json_of(txn, &map, source, &all).await?,
+                key_json,
+                locals: vec![row.clone()],
+            };
+            if self.resolve(txn, found).await? != Resolution::ApplyRemote {
+                return Ok(());
+            }
+        }
+        self.delete_row(txn, &map, &row.ctid).await
+    }
+
+    /// Whether a row last written by `roident` needs no conflict: this link's origin, or an
+    /// unknown writer (frozen, no commit timestamp, or this very transaction).
+    fn is_ours(&self, roident: Option<u32>) -> bool {
+        match roident {
+            None => true,
+            Some(id) => id.to_string() == self.origin_id,
+        }
+    }
+
+    fn key_columns(&self, map: &RelationMap) -> Vec<usize> {
+        match &map.lookup {
+            crate::relation_map::Lookup::Key(c) | crate::relation_map::Lookup::FullByKey(c) => {
+                c.clone()
+            }
+            _ => map
+                .target
+                .unique_indexes
+                .first()
+                .and_then(|i| {
+                    i.columns
+                        .iter()
+                        .map(|t| map.remote_column_for(*t))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .unwrap_or_else(|| map.writable_columns().to_vec()),
+        }
+    }
+
+    async fn insert_row(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        new: &TupleData,
+    ) -> Result<(), Stop> {
+        let cols = map.writable_columns();
+        let sql = statements::insert(map, cols);
+        self.client()
+            .query_params(&sql, &params_of(new, cols))
+            .await
+            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        Ok(())
+    }
+
+    async fn update_row(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        new: &TupleData,
+        set: &[usize],
+        ctid: &str,
+    ) -> Result<(), Stop> {
+        let set: Vec<usize> = set
+            .iter()
+            .copied()
+            .filter(|&c| !matches!(value(new, c), ColumnRef::UnchangedToast))
+            .collect();
+        if set.is_empty() {
+            return Ok(());
+        }
+        let sql = statements::update_by_ctid(map, &set);
+        let mut params = params_of(new, &set);
+        params.push(Param::Text(ctid.as_bytes()));
+        self.client()
+            .query_params(&sql, &params)
+            .await
+            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        Ok(())
+    }
+
+    async fn delete_row(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        ctid: &str,
+    ) -> Result<(), Stop> {
+        let sql = statements::delete_by_ctid(map);
+        self.client()
+            .query_params(&sql, &[Param::Text(ctid.as_bytes())])
+            .await
+            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        Ok(())
+    }
+}

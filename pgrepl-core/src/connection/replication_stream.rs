@@ -1,0 +1,433 @@
+//! The CopyBoth phase of `START_REPLICATION`: decoded pgoutput as an async [`Stream`], with
+//! standby status updates going back to the server.
+//!
+//! ```text
+//!   server ──CopyData(XLogData 'w' | keepalive 'k')──▶ stream task ──bounded channel──▶ consumer
+//!   server ◀──CopyData(standby status update 'r')──── stream task ◀──set_flushed()──── consumer
+//! ```
+//!
+//! A task owns the connection. It reads the socket only while the channel to the consumer has
+//! room (at most [`StreamSettings::max_buffered_events`] events and
+//! [`StreamSettings::max_buffered_bytes`] bytes of WAL data), so it never reads ahead of its
+//! consumer without bound: when the consumer is slow, TCP pushes back on the server. The task
+//! keeps answering the server while the consumer is busy, so a long apply does not trip
+//! `wal_sender_timeout`.
+//!
+//! **Feedback.** A standby status update carries three positions. *write* is the end of the
+//! WAL received so far; *flush* and *apply* are what the consumer reported with
+//! [`ReplicationStream::set_flushed`] — the server moves the slot's `confirmed_flush_lsn` to
+//! *flush* and may then recycle WAL before it, so the consumer must only report what is durable
+//! on its side (pgrepl's applier reports the target's flushed origin progress). Updates go out
+//! every [`StreamSettings::status_interval`], at once when a keepalive asks for a reply, and when
+//! the consumer calls [`ReplicationStream::send_status_now`].
+//!
+//! **Endings.** Every ending is an error item, then the end of the stream: the server's
+//! CopyDone ([`Error::StreamEnded`]), its ErrorResponse (for example `57P01` when it shuts down),
+//! a dropped connection ([`Error::Closed`] / [`Error::Io`]) — all retryable — or a protocol or
+//! decoding error, which is not.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use postgres_protocol::message::frontend;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use super::Connection;
+use super::backend::{BackendMessage, ProtocolError};
+use super::error::{Error, Result};
+use crate::pgoutput::{Decoder, LogicalMessage, ProtocolVersion};
+use crate::replication_message::{ReplicationMessage, StandbyMessage, StandbyStatusUpdate};
+use crate::{Lsn, PgTimestamp};
+
+/// Tuning of a replication stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// How often a standby status update is sent when nothing else triggers one.
+    pub status_interval: Duration,
+    /// Events decoded ahead of the consumer, at most.
+    pub max_buffered_events: usize,
+    /// Bytes of WAL data decoded ahead of the consumer, at most (a single message larger than
+    /// this is still delivered, alone).
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            status_interval: Duration::from_secs(10),
+            max_buffered_events: 4096,
+            max_buffered_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One item of a replication stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationEvent {
+    /// A pgoutput message, with the position of its XLogData.
+    Message {
+        /// `dataStart` of the XLogData: the WAL position of the message.
+        wal_start: Lsn,
+        /// `walEnd`: the end of WAL on the server when it was sent.
+        wal_end: Lsn,
+        /// When the server sent it.
+        send_time: PgTimestamp,
+        /// The decoded message.
+        message: LogicalMessage,
+        /// The message's bytes as received (its values share this buffer), e.g. for spooling.
+        raw: Bytes,
+    },
+    /// A primary keepalive: nothing to decode, but `wal_end` is how far the server has looked.
+    Keepalive {
+        /// The end of WAL on the server.
+        wal_end: Lsn,
+        /// When the server sent it.
+        send_time: PgTimestamp,
+        /// Whether the server asked for an immediate reply (already sent by the stream).
+        reply_requested: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Feedback {
+    flushed: AtomicU64,
+    applied: AtomicU64,
+    received: AtomicU64,
+}
+
+/// Decoded pgoutput from a replication slot; see the module documentation.
+#[derive(Debug)]
+pub struct ReplicationStream {
+    events: mpsc::Receiver<ItemBox>,
+    budget: Arc<Semaphore>,
+    feedback: Arc<Feedback>,
+    status_now: Arc<Notify>,
+    stop: Arc<Notify>,
+    task: JoinHandle<()>,
+    version: ProtocolVersion,
+    finished: bool,
+}
+
+/// `Item` boxed so the channel's slots stay small.
+type ItemBox = Box<ItemInner>;
+
+#[derive(Debug)]
+struct ItemInner {
+    event: Result<ReplicationEvent>,
+    bytes: u32,
+}
+
+impl ReplicationStream {
+    pub(crate) fn spawn(
+        conn: Connection,
+        version: ProtocolVersion,
+        start: Lsn,
+        settings: StreamSettings,
+    ) -> ReplicationStream {
+        let capacity = settings.max_buffered_events.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let budget_bytes = settings
+            .max_buffered_bytes
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let budget = Arc::new(Semaphore::new(budget_bytes));
+        let feedback = Arc::new(Feedback::default());
+        feedback.flushed.store(start.0, Ordering::Relaxed);
+        feedback.applied.store(start.0, Ordering::Relaxed);
+        feedback.received.store(start.0, Ordering::Relaxed);
+        let status_now = Arc::new(Notify::new());
+        let stop = Arc::new(Notify::new());
+        let task = StreamTask {
+            stop: Arc::clone(&stop),
+            conn,
+            decoder: Decoder::new(version),
+            tx,
+            budget: Arc::clone(&budget),
+            budget_bytes,
+            feedback: Arc::clone(&feedback),
+            status_now: Arc::clone(&status_now),
+            interval: settings.status_interval,
+        };
+        let task = tokio::spawn(task.run());
+        ReplicationStream {
+            events: rx,
+            budget,
+            feedback,
+            status_now,
+            stop,
+            task,
+            version,
+            finished: false,
+        }
+    }
+
+    /// The pgoutput protocol version in use.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// Reports that everything up to `lsn` is durable on the consumer's side. The server may
+    /// then discard WAL before it. Positions never move backwards.
+    pub fn set_flushed(&self, lsn: Lsn) {
+        self.feedback.flushed.fetch_max(lsn.0, Ordering::AcqRel);
+        self.feedback.applied.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    /// Reports that everything up to `lsn` is applied (visible) on the consumer's side, which
+    /// may be ahead of what is flushed.
+    pub fn set_applied(&self, lsn: Lsn) {
+        self.feedback.applied.fetch_max(lsn.0, Ordering::AcqRel);
+    }
+
+    /// The flush position last reported.
+    pub fn flushed(&self) -> Lsn {
+        Lsn(self.feedback.flushed.load(Ordering::Acquire))
+    }
+
+    /// The end of the WAL received so far.
+    pub fn received(&self) -> Lsn {
+        Lsn(self.feedback.received.load(Ordering::Acquire))
+    }
+
+    /// Sends a standby status update now, without waiting for the interval.
+    pub fn send_status_now(&self) {
+        self.status_now.notify_one();
+    }
+
+    /// Ends the stream cleanly: a last standby status update with the positions reported so
+    /// far, then CopyDone; waits (briefly) for the task to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+    }
+
+    /// The next event; `None` after the stream has ended (an ending is always reported as an
+    /// error item first).
+    pub async fn next_event(&mut self) -> Option<Result<ReplicationEvent>> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ReplicationEvent>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(item)) => {
+                let ItemInner { event, bytes } = *item;
+                self.budget.add_permits(bytes as usize);
+                if event.is_err() {
+                    self.finished = true;
+                }
+                Poll::Ready(Some(event))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Stream for ReplicationStream {
+    type Item = Result<ReplicationEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_event(cx)
+    }
+}
+
+impl Drop for ReplicationStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct StreamTask {
+    conn: Connection,
+    decoder: Decoder,
+    tx: mpsc::Sender<ItemBox>,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+    feedback: Arc<Feedback>,
+    status_now: Arc<Notify>,
+    stop: Arc<Notify>,
+    interval: Duration,
+}
+
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl StreamTask {
+    async fn run(mut self) {
+        let result = self.pump().await;
+        if let Err(e) = result {
+            // The consumer may be gone; then there is nobody to tell.
+            let _ = self
+                .tx
+                .send(Box::new(ItemInner {
+                    event: Err(e),
+                    bytes: 0,
+                }))
+                .await;
+        }
+    }
+
+    async fn pump(&mut self) -> Result<()> {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await; // the first tick is immediate
+        loop {
+            // Deliver everything already buffered before reading more.
+            while let Some(msg) = self.conn.try_recv_buffered()? {
+                if let Step::Stop = self.handle(msg, &mut ticker).await? {
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                read = self.conn.fill() => read?,
+                _ = ticker.tick() => self.send_status(false).await?,
+                _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => return self.finish().await,
+                _ = self.tx.closed() => return Ok(()),
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: BackendMessage,
+        ticker: &mut tokio::time::Interval,
+    ) -> Result<Step> {
+        let payload = match msg {
+            BackendMessage::CopyData(payload) => payload,
+            BackendMessage::CopyDone => {
+                return Err(Error::StreamEnded {
+                    endpoint: self.conn.endpoint().to_owned(),
+                });
+            }
+            BackendMessage::ErrorResponse(fields) => return Err(self.conn.db_error(fields)),
+            other => return Err(self.conn.unexpected(&other, "during START_REPLICATION")),
+        };
+        let decoded = ReplicationMessage::decode(payload).map_err(|e| Error::Protocol {
+            endpoint: self.conn.endpoint().to_owned(),
+            source: ProtocolError::new("CopyData", 0, e.to_string()),
+        })?;
+        let (event, bytes) = match decoded {
+            ReplicationMessage::XLogData(x) => {
+                self.feedback
+                    .received
+                    .fetch_max(x.wal_end.0.max(x.wal_start.0), Ordering::AcqRel);
+                let bytes = x.data.len();
+                let raw = x.data.clone();
+                let message = self.decoder.decode(x.data).map_err(|e| Error::Protocol {
+                    endpoint: self.conn.endpoint().to_owned(),
+                    source: ProtocolError::new("XLogData", 0, e.to_string()),
+                })?;
+                (
+                    ReplicationEvent::Message {
+                        wal_start: x.wal_start,
+                        wal_end: x.wal_end,
+                        send_time: x.send_time,
+                        message,
+                        raw,
+                    },
+                    bytes,
+                )
+            }
+            ReplicationMessage::PrimaryKeepalive(k) => {
+                self.feedback
+                    .received
+                    .fetch_max(k.wal_end.0, Ordering::AcqRel);
+                if k.reply_requested {
+                    self.send_status(false).await?;
+                    ticker.reset();
+                }
+                (
+                    ReplicationEvent::Keepalive {
+                        wal_end: k.wal_end,
+                        send_time: k.send_time,
+                        reply_requested: k.reply_requested,
+                    },
+                    0,
+                )
+            }
+        };
+        // Wait for room, still answering the server meanwhile.
+        let charge = bytes.min(self.budget_bytes);
+        let charge32 = u32::try_from(charge).unwrap_or(u32::MAX);
+        let permit = loop {
+            tokio::select! {
+                p = Arc::clone(&self.budget).acquire_many_owned(charge32) => break p,
+                _ = ticker.tick() => self.send_status(false).await?,
+                _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => {
+                    self.finish().await?;
+                    return Ok(Step::Stop);
+                }
+                _ = self.tx.closed() => return Ok(Step::Stop),
+            }
+        };
+        match permit {
+            Ok(p) => p.forget(),
+            Err(_) => return Ok(Step::Stop),
+        }
+        let tx = self.tx.clone();
+        let slot = loop {
+            tokio::select! {
+                s = tx.reserve() => break s,
+                _ = ticker.tick() => self.send_status(false).await?,
+                _ = self.status_now.notified() => self.send_status(false).await?,
+                _ = self.stop.notified() => {
+                    self.finish().await?;
+                    return Ok(Step::Stop);
+                }
+            }
+        };
+        match slot {
+            Ok(slot) => {
+                slot.send(Box::new(ItemInner {
+                    event: Ok(event),
+                    bytes: charge32,
+                }));
+                Ok(Step::Continue)
+            }
+            Err(_) => Ok(Step::Stop),
+        }
+    }
+
+    /// A last status update, then CopyDone.
+    async fn finish(&mut self) -> Result<()> {
+        self.send_status(false).await?;
+        frontend::copy_done(self.conn.write_buffer());
+        self.conn.flush().await
+    }
+
+    async fn send_status(&mut self, reply_requested: bool) -> Result<()> {
+        let flushed = self.feedback.flushed.load(Ordering::Acquire);
+        let applied = self.feedback.applied.load(Ordering::Acquire).max(flushed);
+        let written = self.feedback.received.load(Ordering::Acquire).max(applied);
+        let update = StandbyStatusUpdate {
+            write_lsn: Lsn(written),
+            flush_lsn: Lsn(flushed),
+            apply_lsn: Lsn(applied),
+            send_time: PgTimestamp::now(),
+            reply_requested,
+        };
+        let mut payload = BytesMut::with_capacity(34);
+        StandbyMessage::StandbyStatusUpdate(update).encode(&mut payload);
+        frontend::CopyData::new(&payload[..])
+            .map_err(|e| Error::InvalidArgument(format!("status update: {e}")))?
+            .write(self.conn.write_buffer());
+        self.conn.flush().await?;
+        tracing::trace!(write = %Lsn(written), flush = %Lsn(flushed), apply = %Lsn(applied), "standby status update");
+        Ok(())
+    }
+}
