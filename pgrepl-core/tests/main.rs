@@ -1,0 +1,5 @@
+//! Integration tests of pgrepl-core against real PostgreSQL 15 and 18 servers (one test
+//! binary; each module is one area).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod smoke;
