@@ -211,6 +211,13 @@ impl Applier {
             .map_err(conn_err)?;
         client
             .query(
+                "SELECT pg_catalog.set_config('application_name', $1, false)",
+                &[&crate::mesh::apply_session_name(&names.origin)],
+            )
+            .await
+            .map_err(conn_err)?;
+        client
+            .query(
                 "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
                 &[&names.origin],
             )

@@ -7,6 +7,8 @@
 //!                                                          careful path with conflicts)
 //! ```
 //!
+//! - [`mesh`]: every node into every other: setup (checks, publication, slots, origins,
+//!   sequence strides) and teardown.
 //! - [`link`]: a running link: sessions, retries, feedback to the source.
 //! - [`transaction`]: messages → committed remote transactions; origin filtering (PostgreSQL
 //!   15), streamed transactions via [`spool`].
@@ -29,6 +31,7 @@ pub mod copy_format;
 pub mod error;
 pub mod history;
 pub mod link;
+pub mod mesh;
 pub mod metadata;
 pub mod names;
 pub mod pipeline;
@@ -41,5 +44,6 @@ pub mod transaction;
 pub use applier::{Applier, ApplierSettings};
 pub use error::{ApplyError, ConflictStop};
 pub use link::{Link, LinkConfig, RetryPolicy};
+pub use mesh::{Mesh, MeshError, MeshSpec, NodeSpec, Problem, SetupReport, TableSelection};
 pub use names::{LinkNames, NameError, validate_name};
 pub use stats::{LinkState, LinkStats};

@@ -312,3 +312,27 @@ fn flush_position(applier: &Applier, assembler: &Assembler, idle_position: Lsn) 
         durable
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link must be able to run on any runtime thread.
+    #[test]
+    fn a_running_link_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let names = LinkNames::new("c", "a", "b").unwrap();
+        let dsn = ConnectConfig::parse_with_env("host=h user=u", &|_| None).unwrap();
+        let resolvers = Arc::new(ResolverSet::new(Arc::new(pgrepl_conflict::LastUpdateWins)));
+        let link = Link::new(LinkConfig::new(
+            names,
+            dsn.clone(),
+            dsn,
+            resolvers,
+            "/tmp/x".into(),
+        ));
+        let (_tx, rx) = watch::channel(false);
+        let fut = async move { link.run(rx).await };
+        assert_send(&fut);
+    }
+}

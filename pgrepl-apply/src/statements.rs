@@ -192,7 +192,7 @@ pub const DURABLE_PROGRESS: &str =
 /// The columns a careful probe returns: ctid, last writer's commit time in Unix microseconds,
 /// last writer's origin id, and the row as JSON.
 const PROBE_COLUMNS: &str = "r.ctid::text, \
-     (extract(epoch FROM x.timestamp) * 1000000)::int8, x.roident, pg_catalog.to_jsonb(r)::text";
+     (extract(epoch FROM x.timestamp) * 1000000)::int8, x.roident, pg_catalog.to_jsonb(r.*)::text";
 
 /// Locks and reads the row(s) `m` finds, with their last writer.
 /// Parameters: the values of `m`.
@@ -264,7 +264,7 @@ pub fn delete_by_ctid(map: &RelationMap) -> String {
 /// The remote values of `cols` as one JSON object, typed by the target's columns (numbers stay
 /// numbers). Parameters: the values of `cols`.
 pub fn values_json(map: &RelationMap, cols: &[usize]) -> String {
-    let mut sql = String::from("SELECT pg_catalog.to_jsonb(v)::text FROM (SELECT ");
+    let mut sql = String::from("SELECT pg_catalog.to_jsonb(v.*)::text FROM (SELECT ");
     if cols.is_empty() {
         sql.push_str("1 WHERE false");
     }
@@ -353,7 +353,7 @@ mod tests {
         );
         assert_eq!(
             values_json(&m, &[0, 1]),
-            "SELECT pg_catalog.to_jsonb(v)::text FROM (SELECT $1::bigint AS \"id\", $2::text AS \"na\"\"me\") AS v"
+            "SELECT pg_catalog.to_jsonb(v.*)::text FROM (SELECT $1::bigint AS \"id\", $2::text AS \"na\"\"me\") AS v"
         );
         assert_eq!(
             truncate(&["\"a\"", "\"b\""], true),

@@ -50,7 +50,8 @@ pub struct RemoteTxn {
 }
 
 /// The messages of a [`RemoteTxn`], borrowed or read back from disk.
-pub type Messages<'a> = Box<dyn Iterator<Item = Result<Cow<'a, LogicalMessage>, ApplyError>> + 'a>;
+pub type Messages<'a> =
+    Box<dyn Iterator<Item = Result<Cow<'a, LogicalMessage>, ApplyError>> + Send + 'a>;
 
 impl RemoteTxn {
     /// Its messages in order; borrowed from memory, or read back from the spool file.
@@ -160,20 +161,26 @@ impl Assembler {
                 Ok(Assembled::Nothing)
             }
             M::Relation(_) | M::Insert(_) | M::Update(_) | M::Delete(_) | M::Truncate(_) => {
+                // A Relation message is sent once per session and relation: it must reach the
+                // applier even inside a transaction that is skipped, or later transactions
+                // would refer to a relation never described.
+                let is_relation = matches!(message, M::Relation(_));
                 if let Some(xid) = self.stream_xid {
                     if !self.filter.is_foreign(Some(xid)) {
                         self.spool.append(xid, raw)?;
                         if is_change {
                             *self.stream_changes.entry(xid).or_default() += 1;
                         }
+                    } else if is_relation {
+                        self.pending_relations.push(message);
                     }
                 } else if let Some(open) = self.open.as_mut() {
-                    if !self.filter.is_foreign(None) {
+                    if !self.filter.is_foreign(None) || is_relation {
                         open.bytes += raw.len();
                         open.changes += u64::from(is_change);
                         open.messages.push(message);
                     }
-                } else if matches!(message, M::Relation(_)) {
+                } else if is_relation {
                     self.pending_relations.push(message);
                 } else {
                     return Err(self.unexpected("a change outside any transaction"));
@@ -345,6 +352,47 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(a.skipped_foreign(), 1);
+    }
+
+    #[test]
+    fn relations_described_in_skipped_transactions_reach_the_next_one() {
+        use pgrepl_core::pgoutput::{Relation, ReplicaIdentity};
+        let mut a = assembler("relation");
+        push(&mut a, begin());
+        push(
+            &mut a,
+            LogicalMessage::Origin(Origin {
+                commit_lsn: Lsn(1),
+                name: "elsewhere".into(),
+            }),
+        );
+        push(
+            &mut a,
+            LogicalMessage::Relation(Relation {
+                xid: None,
+                oid: 1,
+                namespace: "public".into(),
+                name: "t".into(),
+                replica_identity: ReplicaIdentity::Default,
+                columns: vec![],
+            }),
+        );
+        push(&mut a, insert(None));
+        assert!(matches!(
+            push(&mut a, commit(20)),
+            Assembled::Skipped { foreign: true, .. }
+        ));
+        push(&mut a, begin());
+        push(&mut a, insert(None));
+        let Assembled::Txn(t) = push(&mut a, commit(30)) else {
+            panic!()
+        };
+        let kinds: Vec<_> = t.messages().unwrap().map(|m| m.unwrap().kind()).collect();
+        assert_eq!(kinds.len(), 2);
+        assert!(matches!(
+            kinds[0],
+            pgrepl_core::pgoutput::MessageKind::Relation
+        ));
     }
 
     #[test]
