@@ -6,7 +6,8 @@
     clippy::expect_used,
     clippy::panic,
     missing_docs,
-    unreachable_pub
+    unreachable_pub,
+    dead_code
 )]
 
 mod support;
