@@ -3,8 +3,8 @@
 //!
 //! ```text
 //!  RemoteTxn ─▶ pending (commit order) ─▶ fast path: one pipelined segment per transaction
-//!                   │                        INSERT runs → COPY; UPDATE/DELETE guarded
-//!                   │                        … ; xact_setup(end LSN, commit time) + guard; Sync
+//!                   │                        BEGIN; INSERT runs → COPY; UPDATE/DELETE guarded;
+//!                   │                        GUARD; Sync; then one Query: stamp origin + COMMIT
 //!                   │
 //!                   └─ a segment fails ─▶ wait for everything in flight (all later ones fail
 //!                                          their guard) ─▶ careful path for the failed one
@@ -23,6 +23,10 @@
 //! ahead of it. Each segment therefore ends with a guard that fails unless the origin's progress
 //! already includes the previous transaction's end LSN — so after a failure every later segment
 //! rolls back too, and they are sent again, in order, after *k* has been applied carefully.
+//! The origin stamp (`pg_replication_origin_xact_setup`) and the COMMIT travel as one simple
+//! Query after every check has passed, and deferred constraints are made immediate, because
+//! PostgreSQL 16+ advances the origin to the stamped LSN even when the transaction then aborts
+//! — also when the connection is lost between the two (see [`statements::COMMIT`]).
 //!
 //! **Why the fast path is safe.** It only does what the careful path would decide without a
 //! conflict: an UPDATE or DELETE fails (and so falls back) unless it changes exactly one row
@@ -97,7 +101,8 @@ pub(crate) enum Kind {
     UpdateText,
     DeleteEqual,
     DeleteText,
-    Finish,
+    Begin,
+    Guard,
 }
 
 /// Identifies a prepared statement: the mapping, the kind, and which columns it sets and
@@ -108,6 +113,18 @@ pub(crate) struct StatementKey {
     kind: Kind,
     set: Option<Box<[usize]>>,
     matched: Option<Box<[usize]>>,
+}
+
+impl StatementKey {
+    /// A statement that belongs to no relation.
+    fn plain(kind: Kind) -> Self {
+        StatementKey {
+            map: 0,
+            kind,
+            set: None,
+            matched: None,
+        }
+    }
 }
 
 enum Batch {
@@ -221,6 +238,10 @@ impl Applier {
                 "SELECT pg_catalog.pg_replication_origin_session_setup($1)",
                 &[&names.origin],
             )
+            .await
+            .map_err(conn_err)?;
+        client
+            .batch_execute(statements::PREPARE_ORIGIN_STAMP)
             .await
             .map_err(conn_err)?;
         let start: Option<Lsn> = client
@@ -395,7 +416,7 @@ impl Applier {
                 self.committed(txn);
             }
             (Some(e), false) => {
-                tracing::debug!(
+                tracing::debug!(end = %txn.end_lsn, front = ?self.pending.front().map(|t| t.xid),
                     link = %self.names,
                     xid = txn.xid,
                     code = %e.code,
@@ -406,6 +427,7 @@ impl Applier {
             }
             (Some(_), true) => {} // rolled back behind the failed one; sent again later
             (None, true) => {
+                tracing::error!(link = %self.names, xid = txn.xid, end = %txn.end_lsn, pending = ?self.pending.iter().map(|t| (t.xid, t.end_lsn)).collect::<Vec<_>>(), "committed after a failure");
                 return Err(ApplyError::Unexpected {
                     source_node: self.names.source.clone(),
                     what: format!(
@@ -505,7 +527,17 @@ impl Applier {
 
     async fn emit(&mut self, txn: &Arc<RemoteTxn>) -> Result<Emitted, ApplyError> {
         self.pipeline.begin(Tag::Txn(Arc::clone(txn)), false);
+        let begin = self
+            .pipeline
+            .prepare(&StatementKey::plain(Kind::Begin), || {
+                statements::BEGIN.to_owned()
+            })
+            .map_err(|e| self.conn_err(e))?;
+        self.pipeline
+            .execute(&begin, &[])
+            .map_err(|e| self.conn_err(e))?;
         let mut batch = Batch::None;
+        let mut deferrable = false;
         for msg in txn.messages()? {
             let msg = msg?;
             match msg.as_ref() {
@@ -515,16 +547,19 @@ impl Applier {
                 }
                 LogicalMessage::Insert(i) => {
                     let map = self.map_for(i.relation_oid).await?;
+                    deferrable |= map.target.deferrable;
                     self.add_insert(&mut batch, map, &i.new)?;
                 }
                 LogicalMessage::Update(u) => {
                     self.flush_batch(&mut batch)?;
                     let map = self.map_for(u.relation_oid).await?;
+                    deferrable |= map.target.deferrable;
                     self.encode_update(&map, u.old.as_ref(), &u.new)?;
                 }
                 LogicalMessage::Delete(d) => {
                     self.flush_batch(&mut batch)?;
                     let map = self.map_for(d.relation_oid).await?;
+                    deferrable |= map.target.deferrable;
                     self.encode_delete(&map, &d.old)?;
                 }
                 LogicalMessage::Truncate(t) => {
@@ -558,32 +593,36 @@ impl Applier {
             }
         }
         self.flush_batch(&mut batch)?;
-        let key = StatementKey {
-            map: 0,
-            kind: Kind::Finish,
-            set: None,
-            matched: None,
-        };
-        let name = self
+        if deferrable {
+            self.pipeline
+                .execute_unnamed(statements::CONSTRAINTS_IMMEDIATE, &[])
+                .map_err(|e| self.conn_err(e))?;
+        }
+        let guard = self
             .pipeline
-            .prepare(&key, || statements::FINISH_PIPELINED.to_owned())
+            .prepare(&StatementKey::plain(Kind::Guard), || {
+                statements::GUARD.to_owned()
+            })
             .map_err(|e| self.conn_err(e))?;
-        let end = txn.end_lsn.0.to_be_bytes();
-        let time = txn.commit_time.0.to_be_bytes();
         let prev = self.last_sent_end.0.to_be_bytes();
+        let end = txn.end_lsn.to_string();
+        let time = txn.commit_time.to_string();
         let origin = self.names.origin.clone();
         self.pipeline
             .execute(
-                &name,
+                &guard,
                 &[
-                    Param::Binary(&end),
-                    Param::Binary(&time),
                     Param::Text(origin.as_bytes()),
                     Param::Binary(&prev),
+                    Param::Text(end.as_bytes()),
+                    Param::Text(time.as_bytes()),
                 ],
             )
             .map_err(|e| self.conn_err(e))?;
-        self.pipeline.end();
+        self.pipeline
+            .end_with(statements::COMMIT)
+            .map_err(|e| self.conn_err(e))?;
+        tracing::trace!(link = %self.names, xid = txn.xid, end = %txn.end_lsn, after = %self.last_sent_end, "sent");
         self.last_sent_end = txn.end_lsn;
         Ok(Emitted::Whole)
     }

@@ -144,8 +144,16 @@ impl Applier {
     }
 
     async fn careful_once(&mut self, txn: &RemoteTxn) -> Result<(), Stop> {
+        // A failed pipelined transaction leaves its block open (its final query stops at the
+        // first statement): end it.
+        if self.client().connection_ref().transaction_status() != b'I' {
+            self.client()
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| self.conn_err(e))?;
+        }
         self.client()
-            .batch_execute("BEGIN")
+            .batch_execute("BEGIN; SET CONSTRAINTS ALL IMMEDIATE")
             .await
             .map_err(|e| self.conn_err(e))?;
         for msg in Applier::messages(txn)? {
@@ -172,17 +180,18 @@ impl Applier {
                 _ => {}
             }
         }
-        let end = txn.end_lsn.0.to_be_bytes();
-        let time = txn.commit_time.0.to_be_bytes();
+        let end = txn.end_lsn.to_string();
+        let time = txn.commit_time.to_string();
         self.client()
             .query_params(
-                statements::FINISH_CAREFUL,
-                &[Param::Binary(&end), Param::Binary(&time)],
+                statements::STAMP,
+                &[Param::Text(end.as_bytes()), Param::Text(time.as_bytes())],
             )
             .await
             .map_err(|e| self.refused(txn, "-", e))?;
+        // One message: the origin stamp and the COMMIT run together or not at all.
         self.client()
-            .batch_execute("COMMIT")
+            .batch_execute(statements::COMMIT)
             .await
             .map_err(|e| self.refused(txn, "-", e))?;
         Ok(())

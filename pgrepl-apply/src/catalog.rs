@@ -55,6 +55,8 @@ pub struct TargetTable {
     /// Its unique, valid, immediate, non-partial indexes on plain columns (the primary key
     /// first).
     pub unique_indexes: Vec<UniqueIndex>,
+    /// Whether it has deferrable constraints (checked at commit unless made immediate).
+    pub deferrable: bool,
 }
 
 impl TargetTable {
@@ -140,8 +142,19 @@ pub async fn load_table(
             nulls_not_distinct: row.get(2)?,
         });
     }
+    let deferrable: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint \
+                            WHERE conrelid = $1::oid AND condeferrable) \
+                 OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger \
+                            WHERE tgrelid = $1::oid AND tgdeferrable)",
+            &[&oid_text],
+        )
+        .await?
+        .get(0)?;
     Ok(Some(Arc::new(TargetTable {
         oid,
+        deferrable,
         schema: schema.to_owned(),
         name: name.to_owned(),
         quoted: quote_qualified(schema, name),

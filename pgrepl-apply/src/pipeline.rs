@@ -2,13 +2,10 @@
 //! Query" and "Pipelining").
 //!
 //! Work is written as **segments**: a run of Parse/Bind/Execute (and COPY data) closed by one
-//! `Sync`. Everything in a segment runs as one implicit transaction: the server commits it at the
-//! `Sync` if nothing failed, and otherwise rolls it back and skips to the `Sync`. The applier
-//! makes each remote transaction one segment, so applying it costs one `Sync` (one
-//! ReadyForQuery, one flush on the server) however many rows it has, and segments are sent
-//! without waiting for the previous one's answer. Responses come back in order; the first
-//! ReadyForQuery after a segment's `Sync` completes it, with the first ErrorResponse seen inside
-//! it if it failed.
+//! `Sync` — and, for a remote transaction, followed by one simple Query that commits it (see
+//! [`Pipeline::end_with`]). Segments are sent without waiting for the previous one's answer.
+//! Responses come back in order; a segment completes with its last ReadyForQuery, carrying the
+//! first ErrorResponse seen inside it if it failed.
 //!
 //! Statements are prepared once per session and shape, under generated names. A Parse travels
 //! in the same segment as its first use; if that segment fails, the server may or may not have
@@ -35,6 +32,7 @@ pub struct Segment<T, K> {
     pub rows: Vec<Vec<Option<Bytes>>>,
     collect_rows: bool,
     new_statements: Vec<K>,
+    ready_for_query_left: u8,
 }
 
 /// A pipeline over an apply session.
@@ -92,6 +90,7 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
             rows: Vec::new(),
             collect_rows,
             new_statements: Vec::new(),
+            ready_for_query_left: 1,
         });
     }
 
@@ -155,12 +154,33 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
         }
     }
 
-    /// Closes the open segment so that it certainly rolls back: used when a transaction cannot
-    /// be finished (its predecessor failed), since a `Sync` alone would commit what was sent.
+    /// Closes the open segment with `Sync` and then the simple query `sql`, as one more round
+    /// of the same segment: the server answers both with a ReadyForQuery each, in every case
+    /// (after an error the `Sync` ends the skipping, and the query then fails or ends the
+    /// failed transaction block). A simple Query is one protocol message, executed only once
+    /// it has arrived whole — which is what makes it the place for the final statements of a
+    /// transaction that must not run without its COMMIT.
+    pub fn end_with(&mut self, sql: &str) -> Result<(), ConnError> {
+        if sql.contains('\0') {
+            return Err(ConnError::InvalidArgument(
+                "statement text contains a NUL byte".into(),
+            ));
+        }
+        let buf = self.client.connection().write_buffer();
+        frontend::sync(buf);
+        frontend::query(sql, buf).map_err(|e| encode_err("query", e))?;
+        if let Some(mut open) = self.open.take() {
+            open.ready_for_query_left = 2;
+            self.closed.push_back(open);
+        }
+        Ok(())
+    }
+
+    /// Closes the open transaction segment so that it certainly rolls back: used when a
+    /// transaction cannot be finished (its predecessor failed).
     pub fn abandon(&mut self) -> Result<(), ConnError> {
         self.execute_unnamed("SELECT 1 / 0 /* pgrepl: abandoned transaction */", &[])?;
-        self.end();
-        Ok(())
+        self.end_with("ROLLBACK")
     }
 
     /// Sends and receives; cancel-safe.
@@ -201,6 +221,13 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
                     }
                 }
                 BackendMessage::ReadyForQuery(_) => {
+                    match self.closed.front_mut() {
+                        Some(front) if front.ready_for_query_left > 1 => {
+                            front.ready_for_query_left -= 1;
+                            continue;
+                        }
+                        _ => {}
+                    }
                     let Some(done) = self.closed.pop_front() else {
                         let conn = self.client.connection();
                         return Err(conn.unexpected(&msg, "before the end of a pipelined segment"));

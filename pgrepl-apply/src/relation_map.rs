@@ -190,6 +190,7 @@ mod tests {
                     generated: *generated,
                 })
                 .collect(),
+            deferrable: false,
             unique_indexes: unique
                 .iter()
                 .map(|c| UniqueIndex {

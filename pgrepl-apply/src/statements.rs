@@ -168,21 +168,48 @@ pub fn truncate(tables: &[&str], restart_identity: bool) -> String {
     )
 }
 
-/// Ends a pipelined transaction: stamps it with the remote commit LSN and time, and fails if
-/// the transaction before it in the pipeline did not commit (its progress is missing), so that
-/// nothing after a failed transaction can commit ahead of it. It also makes sure the
-/// transaction has an id, so its commit is recorded with the origin even if it changed nothing.
-/// Parameters: end LSN (pg_lsn, binary), commit time (timestamptz, binary), origin name,
-/// the previous transaction's end LSN (pg_lsn, binary).
-pub const FINISH_PIPELINED: &str = "SELECT pg_catalog.pg_current_xact_id(), \
-     pg_catalog.pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz), \
-     1 / (coalesce(pg_catalog.pg_replication_origin_progress($3, false), '0/0'::pg_lsn) >= $4::pg_lsn)::int";
+/// Begins a pipelined transaction (an explicit block: its end is the [`COMMIT`] query).
+pub const BEGIN: &str = "BEGIN";
 
-/// Ends a carefully applied transaction: makes sure it has a transaction id (so its commit is
-/// recorded with the origin even when every change was skipped) and stamps it.
-/// Parameters: end LSN (pg_lsn, binary), commit time (timestamptz, binary).
-pub const FINISH_CAREFUL: &str = "SELECT pg_catalog.pg_current_xact_id(), \
-     pg_catalog.pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz)";
+/// The last statement inside a remote transaction before it commits: fails if the previous
+/// transaction in the pipeline did not commit (the origin's progress does not include its end
+/// LSN), so nothing after a failed transaction can commit ahead of it; gives the transaction an
+/// id (so its commit is recorded with the origin even if it changed nothing); and leaves the
+/// remote end LSN and commit time for [`COMMIT`] in transaction-local settings.
+/// Parameters: origin name, the previous transaction's end LSN (pg_lsn, binary), the end LSN
+/// (text), the commit time (text, RFC 3339).
+pub const GUARD: &str = "SELECT 1 / (coalesce(pg_catalog.pg_replication_origin_progress($1, false), \
+     '0/0'::pg_lsn) >= $2::pg_lsn)::int, pg_catalog.pg_current_xact_id(), \
+     pg_catalog.set_config('pgrepl.end_lsn', $3, true), \
+     pg_catalog.set_config('pgrepl.commit_time', $4, true)";
+
+/// [`GUARD`] without the guard, for the careful path (which runs alone).
+/// Parameters: the end LSN (text), the commit time (text, RFC 3339).
+pub const STAMP: &str = "SELECT pg_catalog.pg_current_xact_id(), \
+     pg_catalog.set_config('pgrepl.end_lsn', $1, true), \
+     pg_catalog.set_config('pgrepl.commit_time', $2, true)";
+
+/// Prepared once per apply session, for [`COMMIT`].
+pub const PREPARE_ORIGIN_STAMP: &str = "PREPARE pgrepl_origin_stamp AS \
+     SELECT pg_catalog.pg_replication_origin_xact_setup(\
+     pg_catalog.current_setting('pgrepl.end_lsn')::pg_lsn, \
+     pg_catalog.current_setting('pgrepl.commit_time')::timestamptz)";
+
+/// Commits a remote transaction with its origin LSN and commit time — as one simple Query, so
+/// that `pg_replication_origin_xact_setup` and the COMMIT arrive and run together or not at all.
+///
+/// This matters because the LSN given to `pg_replication_origin_xact_setup` is session state
+/// that PostgreSQL 16 and later also applies when a transaction *aborts*: had it run in a
+/// statement of its own, a connection lost before the COMMIT would abort the transaction *and*
+/// move the origin past it, and the link would resume after a transaction that never
+/// committed. In a failed transaction block the query fails at its first statement and the
+/// block stays open, so every later pipelined transaction fails too, until the careful path
+/// rolls it back.
+pub const COMMIT: &str = "EXECUTE pgrepl_origin_stamp; COMMIT";
+
+/// Makes deferred constraints be checked now, so that no transaction can fail at COMMIT after
+/// its origin LSN is set (its abort would advance the origin past it).
+pub const CONSTRAINTS_IMMEDIATE: &str = "SET CONSTRAINTS ALL IMMEDIATE";
 
 /// How far this target has durably applied the link (forces the WAL of that progress to disk).
 /// Parameter: origin name.
@@ -326,6 +353,7 @@ mod tests {
                 },
             ],
             unique_indexes: vec![],
+            deferrable: false,
         });
         RelationMap::new(7, "n", remote, target).unwrap()
     }

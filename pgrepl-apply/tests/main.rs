@@ -14,3 +14,4 @@ mod support;
 
 mod bidirectional;
 mod conflicts;
+mod convergence;
