@@ -20,13 +20,17 @@
 //! ([`workload::expected`]). Against a live server ([`server`]) the positions, xids, commit
 //! times, OIDs and binary values are also checked against the server's own view.
 //!
-//! With `PGREPL_UPDATE_FIXTURES=1` the captures named in [`COMMITTED`] are written to
-//! `tests/fixtures/`:
+//! The captures named in [`COMMITTED`] are committed under `tests/fixtures/`; [`fixtures`]
+//! checks them the same way without a server. To regenerate them:
 //!
 //! ```sh
 //! PGREPL_UPDATE_FIXTURES=1 cargo test -p pgrepl-core --test integration -- capture::server::
 //! ```
+//!
+//! The new files differ from the old in positions, xids, OIDs and times only, unless
+//! PostgreSQL or the workload changed.
 
+mod fixtures;
 mod model;
 mod server;
 mod stream;
@@ -52,7 +56,7 @@ pub(crate) const COMMITTED: &[&str] = &[
     "pg18-v4-parallel-immediate",
 ];
 
-/// Set to `1` to rewrite the committed fixtures (and then the fuzz seeds) from a new run.
+/// Set to `1` to rewrite the committed fixtures from a new run.
 pub(crate) const UPDATE_ENV: &str = "PGREPL_UPDATE_FIXTURES";
 
 pub(crate) fn updating() -> bool {
@@ -200,6 +204,32 @@ impl Mode {
             parts.push(IMMEDIATE_OPTION.to_owned());
         }
         parts.join(" ")
+    }
+
+    /// The mode a fixture was captured in.
+    pub(crate) fn of_fixture(fixture: &Fixture) -> Mode {
+        let options: Vec<&str> = fixture.options.split(' ').collect();
+        let has = |entry: &str| options.contains(&entry);
+        let mode = Mode {
+            major: fixture.server_version_num / 10_000,
+            version: fixture.protocol_version,
+            streaming: if has("streaming=parallel") {
+                Streaming::Parallel
+            } else if has("streaming=on") {
+                Streaming::On
+            } else {
+                Streaming::Off
+            },
+            two_phase: has("two_phase=on"),
+            binary: has("binary=true"),
+            immediate: has(IMMEDIATE_OPTION),
+        };
+        assert_eq!(
+            mode.fixture_options(),
+            fixture.options,
+            "fixture options not understood"
+        );
+        mode
     }
 
     /// The same capture with text values (the one a binary capture is compared with).
