@@ -21,10 +21,12 @@
 //! times, OIDs and binary values are also checked against the server's own view.
 //!
 //! The captures named in [`COMMITTED`] are committed under `tests/fixtures/`; [`fixtures`]
-//! checks them the same way without a server. To regenerate them:
+//! checks them the same way without a server, and keeps the fuzz seeds made from them in
+//! step. To regenerate both, in this order (the second run compiles the new fixtures in):
 //!
 //! ```sh
 //! PGREPL_UPDATE_FIXTURES=1 cargo test -p pgrepl-core --test integration -- capture::server::
+//! PGREPL_UPDATE_FIXTURES=1 cargo test -p pgrepl-core --test integration -- capture::fixtures::
 //! ```
 //!
 //! The new files differ from the old in positions, xids, OIDs and times only, unless
@@ -56,7 +58,7 @@ pub(crate) const COMMITTED: &[&str] = &[
     "pg18-v4-parallel-immediate",
 ];
 
-/// Set to `1` to rewrite the committed fixtures from a new run.
+/// Set to `1` to rewrite the committed fixtures (and then the fuzz seeds) from a new run.
 pub(crate) const UPDATE_ENV: &str = "PGREPL_UPDATE_FIXTURES";
 
 pub(crate) fn updating() -> bool {
