@@ -1,6 +1,8 @@
 //! Against live PostgreSQL 15 and 18 servers: run the workload, capture it in every mode the
 //! server accepts, and check each capture's content and, with the server's help, its
-//! positions, xids, times, OIDs and binary values.
+//! positions, xids, times, OIDs and binary values (`every_message_kind`). Two smaller tests
+//! pin down what the SQL interface accepts (`protocol_options`) and what a two-phase slot
+//! sends at protocol version 1 (`two_phase_slot_ignores_protocol_version`).
 //!
 //! `pg_logical_slot_peek_binary_changes` returns `bytea`, which pgrepl's SQL client reads
 //! as text (`\x` and hex); the test decodes the hex. Peeking leaves the slots where they
@@ -11,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use bytes::{Bytes, BytesMut};
 use pgrepl_core::connection::client::Param;
 use pgrepl_core::connection::{Client, ConnectConfig};
-use pgrepl_core::pgoutput::MessageKind;
 use pgrepl_core::pgoutput::fixture::{Fixture, FixtureMessage};
+use pgrepl_core::pgoutput::{DecodeErrorKind, Decoder, MessageKind, ProtocolVersion};
 use pgrepl_core::sql::quote_literal;
 use pgrepl_core::{Lsn, PgTimestamp};
 use pgrepl_testkit::{Install, pg_test};
@@ -183,6 +185,59 @@ pg_test! {
             peek(&[("proto_version", "4"), ("streaming", "parallel")]).await.unwrap();
         } else {
             refused(parallel, "42601", "streaming requires a Boolean value");
+        }
+    }
+
+    /// A slot created with `two_phase` decodes prepared transactions at PREPARE whatever
+    /// protocol version a session asks for: at version 1 the server sends Begin Prepare,
+    /// Prepare and Commit Prepared, which version 1 does not have. The decoder refuses them
+    /// rather than guess (a link must ask for version 3 on such a slot); read as version 3,
+    /// the same bytes are a well-formed prepared transaction.
+    async fn two_phase_slot_ignores_protocol_version(pg: Install) {
+        let node = pg
+            .cluster()
+            .name("twophase")
+            .database("twophase")
+            .conf("max_prepared_transactions = 10")
+            .start()
+            .unwrap();
+        let cfg = ConnectConfig::parse(&node.dsn("twophase")).unwrap();
+        let mut sql = Client::connect(&cfg).await.unwrap();
+        for statement in [
+            "CREATE TABLE t (id integer PRIMARY KEY)",
+            "CREATE PUBLICATION p FOR TABLE t",
+            "SELECT pg_create_logical_replication_slot('s', 'pgoutput', false, true)",
+            "BEGIN",
+            "INSERT INTO t VALUES (1)",
+            "PREPARE TRANSACTION 'g'",
+            "COMMIT PREPARED 'g'",
+        ] {
+            execute(&mut sql, statement).await;
+        }
+        let rows = sql
+            .query(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes('s', NULL, NULL,
+                     'proto_version', '1', 'publication_names', 'p')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let messages: Vec<Bytes> = rows
+            .iter()
+            .map(|row| Bytes::from(unhex(&row.get::<String>(0).unwrap())))
+            .collect();
+        let tags: Vec<u8> = messages.iter().map(|m| m[0]).collect();
+        assert_eq!(tags, b"bRIPK", "Begin Prepare, Relation, Insert, Prepare, Commit Prepared");
+        let err = Decoder::new(ProtocolVersion::V1)
+            .decode(messages[0].clone())
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), DecodeErrorKind::NotInProtocolVersion { .. }),
+            "{err}"
+        );
+        let mut decoder = Decoder::new(ProtocolVersion::V3);
+        for m in messages {
+            decoder.decode(m).unwrap();
         }
     }
 }
