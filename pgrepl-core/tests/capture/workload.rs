@@ -888,8 +888,8 @@ pub(crate) struct Expected {
 ///   commit LSN `0/0`; otherwise it follows Begin with the remote commit LSN.
 /// - A rolled-back transaction leaves nothing, unless it was streamed: then a Stream Abort.
 ///   PostgreSQL 18 checks, when the memory limit is reached, whether the largest transaction
-///   has already aborted, and then drops it instead of streaming it (17 and earlier do
-///   not). Through the SQL interface decoding always runs after the fact, so on 18 an
+///   has already aborted, and then drops it instead of streaming it (15 does not; the
+///   versions between are not tested). Through the SQL interface decoding always runs after the fact, so on 18 an
 ///   aborted transaction is only streamed in `immediate` mode. The same check empties a
 ///   prepared-then-rolled-back transaction that is decoded at PREPARE: Begin Prepare and
 ///   Prepare, with no changes between them.
