@@ -6,7 +6,7 @@
 //! REPLICA IDENTITY DEFAULT / USING INDEX / FULL / NOTHING with old keys (`K`) and old rows
 //! (`O`), a Relation message renewed by ALTER TABLE (also inside a streamed block), Type
 //! messages for an enum, its array, a composite and a domain, a multi-table TRUNCATE with
-//! CASCADE and RESTART IDENTITY, logical decoding messages (transactional, empty, and
+//! CASCADE and RESTART IDENTITY (and each option alone), logical decoding messages (transactional, empty, and
 //! non-transactional ones, one from a transaction that rolls back), replicated transactions
 //! with an Origin, large transactions that are streamed (a rolled-back savepoint inside one,
 //! another rolled back whole) and two-phase transactions (committed and rolled back,

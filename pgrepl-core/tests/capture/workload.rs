@@ -314,6 +314,18 @@ fn delete(table: &str, old: Old) -> Change {
     }
 }
 
+/// A one-table `TRUNCATE` with its options.
+fn truncate(statement: &str, table: &str, cascade: bool, restart_identity: bool) -> Op {
+    sql(
+        statement,
+        vec![Change::Truncate {
+            tables: vec![table.to_owned()],
+            cascade,
+            restart_identity,
+        }],
+    )
+}
+
 fn message(transactional: bool, prefix: &'static str, content: &'static [u8]) -> Op {
     Op::Message {
         transactional,
@@ -671,17 +683,22 @@ pub(crate) fn transactions() -> Vec<Tx> {
                 }],
             )],
         ),
+        // Each flag alone, and none: the WAL records the options as given, whether or not
+        // anything cascades or has a sequence.
+        tx(
+            "truncate-cascade",
+            TxKind::Commit,
+            vec![truncate("TRUNCATE app.evolving CASCADE", "evolving", true, false)],
+        ),
+        tx(
+            "truncate-restart-identity",
+            TxKind::Commit,
+            vec![truncate("TRUNCATE app.nokey RESTART IDENTITY", "nokey", false, true)],
+        ),
         tx(
             "truncate-plain",
             TxKind::Commit,
-            vec![sql(
-                "TRUNCATE app.nokey",
-                vec![Change::Truncate {
-                    tables: vec!["nokey".into()],
-                    cascade: false,
-                    restart_identity: false,
-                }],
-            )],
+            vec![truncate("TRUNCATE app.byidx", "byidx", false, false)],
         ),
         Tx {
             origin: Some(("0/1A2B3C4D", "2026-11-21 12:00:00+00")),
