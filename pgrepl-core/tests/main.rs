@@ -2,4 +2,5 @@
 //! binary; each module is one area).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod capture;
 mod smoke;

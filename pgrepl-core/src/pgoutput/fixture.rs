@@ -10,6 +10,7 @@
 //! server_version  u32 BE    the server's server_version_num, e.g. 150018
 //! options_len     u16 BE
 //! options         UTF-8     the pgoutput options used, "key=value" separated by spaces
+//!                           (an entry "+name=value" is a setting of the decoding session)
 //! then, until the end of the file, one record per message:
 //!   lsn           u64 BE    the message's LSN (the `lsn` column of the capture)
 //!   len           u32 BE
@@ -35,7 +36,9 @@ pub struct Fixture {
     /// The server's `server_version_num`.
     pub server_version_num: u32,
     /// The pgoutput options of the capture, e.g.
-    /// `proto_version=2 publication_names=p streaming=on`.
+    /// `proto_version=2 publication_names=p streaming=on`; an entry starting with `+` is a
+    /// setting of the decoding session that shaped it, e.g.
+    /// `+debug_logical_replication_streaming=immediate`.
     pub options: String,
     /// The messages, in stream order.
     pub messages: Vec<FixtureMessage>,
