@@ -256,6 +256,9 @@ impl Link {
                             match assembler.push(message, &raw)? {
                                 Assembled::Txn(txn) => {
                                     LinkStats::raise(&stats.received_lsn, txn.end_lsn);
+                                    if matches!(txn.body, crate::transaction::TxnBody::Spooled(_)) {
+                                        stats.streamed_txns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    }
                                     applier.push(txn).await?;
                                 }
                                 Assembled::Skipped { end_lsn, foreign } => {

@@ -71,6 +71,8 @@ pub struct LinkStats {
     pub skipped_txns: AtomicU64,
     /// Transactions that took the careful (conflict-checking) path.
     pub careful_txns: AtomicU64,
+    /// Transactions that arrived streamed (before their commit) and were spooled to disk.
+    pub streamed_txns: AtomicU64,
     /// Conflicts by kind and resolution.
     pub conflicts: ConflictCounters,
     /// How far the source has sent (the largest WAL end seen).

@@ -6,8 +6,7 @@
     clippy::expect_used,
     clippy::panic,
     missing_docs,
-    unreachable_pub,
-    dead_code
+    unreachable_pub
 )]
 
 mod support;
@@ -15,3 +14,6 @@ mod support;
 mod bidirectional;
 mod conflicts;
 mod convergence;
+mod exactly_once;
+mod rows;
+mod streaming;

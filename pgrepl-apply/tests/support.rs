@@ -1,7 +1,6 @@
 //! Shared set-up: throw-away nodes with a mesh on them, links run as tasks, and waiting for
 //! replication to catch up.
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,21 +270,5 @@ impl Nodes {
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
         .collect()
-    }
-}
-
-/// Polls `check` until it is true, failing the test after 60 seconds.
-pub async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
