@@ -434,6 +434,7 @@ impl Demo {
             &VerifyOptions {
                 max_keys: 20,
                 recheck_after: None,
+                leaf_rows: verify::LEAF_ROWS,
             },
         )
         .await?;

@@ -108,6 +108,10 @@ enum Command {
         /// Seconds to wait before reading differing rows again (0: report the first reading)
         #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
         recheck_after: f64,
+        /// Read differing buckets row by row once they hold at most this many rows (tests use
+        /// small values to exercise the descent on small tables)
+        #[arg(long, value_name = "N", default_value_t = verify::LEAF_ROWS, hide = true)]
+        leaf_rows: i64,
     },
     /// Drop the slots, origins and publications, so no node retains WAL for pgrepl
     Teardown {
@@ -158,11 +162,13 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             json,
             max_keys,
             recheck_after,
+            leaf_rows,
         } => {
             let options = verify::VerifyOptions {
                 max_keys: max_keys.max(1),
                 recheck_after: (recheck_after > 0.0 && recheck_after.is_finite())
                     .then(|| Duration::from_secs_f64(recheck_after.min(3600.0))),
+                leaf_rows: leaf_rows.max(1),
             };
             verify::run(&Config::load(&config.config)?, &options, json).await
         }

@@ -43,7 +43,7 @@ const FANOUT: i64 = 1024;
 /// The deepest level: 1024⁴ > 2³², so its buckets are single hash values.
 const MAX_LEVEL: u32 = 4;
 /// A differing bucket with at most this many rows on every node is read row by row.
-const LEAF_ROWS: i64 = 2000;
+pub(crate) const LEAF_ROWS: i64 = 2000;
 /// Leaf buckets read per query.
 const LEAF_BATCH: usize = 64;
 
@@ -59,6 +59,8 @@ pub(crate) struct VerifyOptions {
     pub(crate) max_keys: usize,
     /// Read differing rows again after this long; `None`: report the first reading.
     pub(crate) recheck_after: Option<Duration>,
+    /// Differing buckets with at most this many rows are read row by row ([`LEAF_ROWS`]).
+    pub(crate) leaf_rows: i64,
 }
 
 /// One row that differs.
@@ -542,7 +544,7 @@ async fn verify_table(
                 .map(|v| v.map_or(0, |(c, _)| *c))
                 .max()
                 .unwrap_or(0);
-            if most <= LEAF_ROWS || level >= MAX_LEVEL {
+            if most <= options.leaf_rows || level >= MAX_LEVEL {
                 leaves.push((level, b));
             } else {
                 deeper.push(b);

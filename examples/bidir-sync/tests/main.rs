@@ -12,3 +12,6 @@
 mod support;
 
 mod commands;
+mod faults;
+mod mesh;
+mod verify;

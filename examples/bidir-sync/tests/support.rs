@@ -209,13 +209,15 @@ impl Nodes {
         });
     }
 
-    /// Runs `sql` on node `i` as if it came from the link `from → i`: in a session with that
-    /// link's replication origin, so it is never sent on — a divergence nobody replicates.
-    pub fn psql_unreplicated(&self, i: usize, from: &str, sql: &str) -> String {
+    /// Runs `sql` on node `i` in a session with a replication origin of its own (`diverge`),
+    /// so that no link sends it on: a divergence nobody replicates.
+    pub fn psql_unreplicated(&self, i: usize, sql: &str) -> String {
         self.psql(
             i,
             &format!(
-                "SELECT pg_replication_origin_session_setup('pgrepl_{CLUSTER}_from_{from}');\n\
+                "SELECT pg_replication_origin_create('diverge') WHERE NOT EXISTS \
+                   (SELECT 1 FROM pg_replication_origin WHERE roname = 'diverge');\n\
+                 SELECT pg_replication_origin_session_setup('diverge');\n\
                  {sql}\nSELECT pg_replication_origin_session_reset();"
             ),
         )
