@@ -116,8 +116,12 @@ impl Config {
             let at = e
                 .span()
                 .map(|span| {
-                    let line = text.get(..span.start).unwrap_or_default().lines().count();
-                    format!(", line {}", line.max(1))
+                    let line = text
+                        .get(..span.start)
+                        .unwrap_or_default()
+                        .matches('\n')
+                        .count();
+                    format!(", line {}", line + 1)
                 })
                 .unwrap_or_default();
             Failure::new(format!(

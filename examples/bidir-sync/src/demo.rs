@@ -145,6 +145,8 @@ impl Demo {
             c.retry.initial = Duration::from_millis(100);
             c.retry.max = Duration::from_secs(2);
             c.progress_interval = Duration::from_millis(100);
+            // Confirm positions to the sources promptly, so that status shows them caught up.
+            c.stream.status_interval = Duration::from_millis(100);
         }
         let runner = Runner::start(configs);
         let stats = runner.stats();
@@ -448,6 +450,7 @@ impl Demo {
         }
 
         step(10, "bidir-sync status:");
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let status = crate::status::gather(self.config()?).await;
         for line in crate::status::render(&status).lines() {
             say(format!("     {line}"));
@@ -551,7 +554,10 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<u8, Failure> {
         Err(e) => Err(e),
         Ok(()) => tokio::select! {
             r = demo.steps(&args) => r,
-            s = interrupts.recv() => Err(Failure { status: 130, message: format!("{s}: stopped the demo") }),
+            s = interrupts.recv() => Err(Failure {
+                status: 130,
+                message: format!("interrupted ({s}); the demo stops and removes its nodes"),
+            }),
         },
     };
     if outcome.is_ok() {

@@ -233,6 +233,9 @@ async fn shape(s: &mut Session, schema: &str, table: &str) -> Result<Option<Shap
     Ok(Some(Shape { columns, key }))
 }
 
+/// Per node, a row's (hash, count), `None` where the node lacks it.
+type Versions = Vec<Option<(i64, i64)>>;
+
 /// The SQL expressions of a comparison.
 struct Exprs {
     table: String,
@@ -391,9 +394,9 @@ async fn read_leaves(
     e: &Exprs,
     level: u32,
     leaves: &[i64],
-) -> Result<BTreeMap<String, Vec<Option<(i64, i64)>>>, Failure> {
+) -> Result<BTreeMap<String, Versions>, Failure> {
     let n = sessions.len();
-    let mut merged: BTreeMap<String, Vec<Option<(i64, i64)>>> = BTreeMap::new();
+    let mut merged: BTreeMap<String, Versions> = BTreeMap::new();
     for (i, s) in sessions.iter_mut().enumerate() {
         for (key, v) in leaf_rows(s, e, level, leaves).await? {
             let slot = merged.entry(key).or_insert_with(|| vec![None; n]);
@@ -445,6 +448,16 @@ fn describe(nodes: &[String], versions: &[Option<(i64, i64)>], multiset: bool) -
         ));
     }
     parts.join("; ")
+}
+
+/// Orders keys as people expect: whole numbers by value, anything else as text.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<i128>(), b.parse::<i128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
 }
 
 /// Compares one table on every node.
@@ -558,7 +571,7 @@ async fn verify_table(
     }
 
     // The rows of the differing buckets.
-    let mut found: BTreeMap<String, Vec<Option<(i64, i64)>>> = BTreeMap::new();
+    let mut found: BTreeMap<String, Versions> = BTreeMap::new();
     let mut read: Vec<(u32, Vec<i64>)> = Vec::new();
     let mut by_level: BTreeMap<u32, Vec<i64>> = BTreeMap::new();
     for (l, b) in leaves {
@@ -581,7 +594,7 @@ async fn verify_table(
     {
         tokio::time::sleep(pause).await;
         begin(sessions).await?;
-        let mut again: BTreeMap<String, Vec<Option<(i64, i64)>>> = BTreeMap::new();
+        let mut again: BTreeMap<String, Versions> = BTreeMap::new();
         for (l, chunk) in &read {
             again.extend(read_leaves(sessions, &e, *l, chunk).await?);
         }
@@ -597,8 +610,10 @@ async fn verify_table(
     }
 
     verdict.identical = found.is_empty() && !verdict.more;
-    verdict.differences = found
-        .iter()
+    let mut keys: Vec<(&String, &Versions)> = found.iter().collect();
+    keys.sort_by(|a, b| natural(a.0, b.0));
+    verdict.differences = keys
+        .into_iter()
         .take(options.max_keys)
         .map(|(k, v)| KeyDiff {
             key: if e.multiset {
@@ -770,6 +785,13 @@ mod tests {
             describe(&nodes, &[Some((1, 2)), Some((1, 1)), None], true),
             "×2 on a, ×1 on b, ×0 on c"
         );
+    }
+
+    #[test]
+    fn numeric_keys_sort_by_value() {
+        let mut keys = vec!["4000", "42", "x", "999999", "-1"];
+        keys.sort_by(|a, b| natural(a, b));
+        assert_eq!(keys, ["-1", "42", "4000", "999999", "x"]);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 mod support;
 
 mod commands;
+mod config;
+mod demo;
 mod faults;
 mod mesh;
+mod privileges;
 mod verify;
