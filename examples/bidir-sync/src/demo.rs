@@ -113,13 +113,10 @@ impl Demo {
             .dsns
             .get(i)
             .ok_or_else(|| Failure::new("no such demo node"))?;
-        Client::connect(dsn).await.map_err(|e| {
-            Failure::node(
-                &self.names[i.min(self.names.len() - 1)],
-                &dsn.to_string(),
-                &e,
-            )
-        })
+        let name = self.names.get(i).map_or("?", String::as_str);
+        Client::connect(dsn)
+            .await
+            .map_err(|e| Failure::node(name, &dsn.to_string(), &e))
     }
 
     async fn sql(&self, i: usize, sql: &str) -> Result<(), Failure> {
@@ -205,17 +202,17 @@ impl Demo {
     async fn wait_caught_up(&self) -> Result<Duration, Failure> {
         let started = Instant::now();
         let mut goal = Vec::new();
-        for i in 0..self.dsns.len() {
+        for (i, name) in self.names.iter().enumerate() {
             let row = self
                 .client(i)
                 .await?
                 .query_one("SELECT pg_catalog.pg_current_wal_lsn()::text", &[])
                 .await
-                .map_err(|e| Failure::new(format!("node {}: {e}", self.names[i])))?;
+                .map_err(|e| Failure::new(format!("node {name}: {e}")))?;
             let lsn: Lsn = row
                 .get(0)
-                .map_err(|e| Failure::new(format!("node {}: {e}", self.names[i])))?;
-            goal.push((self.names[i].clone(), lsn));
+                .map_err(|e| Failure::new(format!("node {name}: {e}")))?;
+            goal.push((name.clone(), lsn));
         }
         let runner = self
             .runner
@@ -264,7 +261,10 @@ impl Demo {
                 &[],
             )
             .await
-            .map_err(|e| Failure::new(format!("node {}: {e}", self.names[i])))?;
+            .map_err(|e| {
+                let name = self.names.get(i).map_or("?", String::as_str);
+                Failure::new(format!("node {name}: {e}"))
+            })?;
         Ok(rows
             .iter()
             .map(|r| {

@@ -58,6 +58,78 @@ pub(crate) struct LiveLink {
     pub(crate) conflicts: u64,
 }
 
+/// What a `run` left behind in `<spool_dir>/<cluster>/last-run*.json`: its last live status,
+/// written at every definite link failure and when it exits, so that `status` can show last
+/// errors when no `run` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SavedRun {
+    /// When it was written (Unix seconds).
+    pub(crate) written_unix: f64,
+    /// Whether the run had exited.
+    pub(crate) ended: bool,
+    pub(crate) status: LiveStatus,
+}
+
+impl SavedRun {
+    /// The file a `run` of the links into `node` (all links: `None`) writes.
+    pub(crate) fn path(
+        spool_dir: &std::path::Path,
+        cluster: &str,
+        node: Option<&str>,
+    ) -> std::path::PathBuf {
+        let name = match node {
+            None => "last-run.json".to_owned(),
+            Some(n) => format!("last-run-into-{n}.json"),
+        };
+        spool_dir.join(cluster).join(name)
+    }
+
+    /// Writes the file (best effort: a failure is logged, never fatal).
+    pub(crate) fn save(path: &std::path::Path, exposed: &Exposed, ended: bool) {
+        let saved = SavedRun {
+            written_unix: unix_now(),
+            ended,
+            status: exposed.live(),
+        };
+        let result = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                let text = serde_json::to_string_pretty(&saved).map_err(std::io::Error::other)?;
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, crate::redact::redact(&text))?;
+                std::fs::rename(&tmp, path)
+            });
+        if let Err(e) = result {
+            tracing::warn!(file = %path.display(), error = %e, "cannot save the run's state");
+        }
+    }
+
+    /// Every saved run of `cluster`, newest first.
+    pub(crate) fn load_all(spool_dir: &std::path::Path, cluster: &str) -> Vec<SavedRun> {
+        let mut out: Vec<SavedRun> = std::fs::read_dir(spool_dir.join(cluster))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("last-run") && n.ends_with(".json")
+                    })
+                    .filter_map(|e| {
+                        serde_json::from_str(&std::fs::read_to_string(e.path()).ok()?).ok()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.written_unix.total_cmp(&a.written_unix));
+        out
+    }
+
+    /// How long ago it was written, in seconds.
+    pub(crate) fn age_seconds(&self) -> f64 {
+        (unix_now() - self.written_unix).max(0.0)
+    }
+}
+
 /// `/status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct LiveStatus {

@@ -11,6 +11,10 @@
 //! status is 0 after a clean stop with every link healthy, and 1 when any link had failed — so a
 //! supervisor sees the failure even after a clean stop.
 //!
+//! **Afterwards.** Every definite failure and the final state of every link are saved to
+//! `<spool_dir>/<cluster>/last-run.json` (`last-run-into-<node>.json` with `--node`), so that
+//! `status` can still show each link's last error when `run` is no longer running.
+//!
 //! **Stopping.** SIGINT or SIGTERM tells every link to stop: in-flight transactions commit or
 //! roll back (each is one local transaction, committed together with the origin's progress),
 //! the durable position is reported to the source, and the process exits — within a few
@@ -25,7 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::Config;
 use crate::failure::{EXIT_DIFFERENT, Failure};
-use crate::metrics::{self, Exposed};
+use crate::metrics::{self, Exposed, SavedRun};
 use crate::runner::Runner;
 
 /// How long links get to stop after SIGINT/SIGTERM before they are cut off.
@@ -80,8 +84,14 @@ pub(crate) async fn run(config: Config, node: Option<String>) -> Result<u8, Fail
     let link_list: Vec<String> = configs.iter().map(|c| c.names.to_string()).collect();
     let mut runner = Runner::start(configs);
     let (stop_metrics, metrics_stop) = tokio::sync::watch::channel(false);
+    let exposed = std::sync::Arc::new(Exposed::new(&mesh.spec().cluster, runner.stats()));
+    let saved = SavedRun::path(
+        &mesh.spec().spool_dir,
+        &mesh.spec().cluster,
+        node.as_deref(),
+    );
     if let Some(listener) = listener {
-        let exposed = std::sync::Arc::new(Exposed::new(&mesh.spec().cluster, runner.stats()));
+        let exposed = std::sync::Arc::clone(&exposed);
         tracing::info!(
             listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             "serving /metrics, /status.json and /healthz"
@@ -123,6 +133,7 @@ pub(crate) async fn run(config: Config, node: Option<String>) -> Result<u8, Fail
                          cause, then send SIGHUP (or restart bidir-sync run) to resume it from \
                          where it stopped"
                     );
+                    SavedRun::save(&saved, &exposed, false);
                 } else {
                     tracing::warn!(link = %finished.names, "link stopped by itself");
                 }
@@ -135,6 +146,7 @@ pub(crate) async fn run(config: Config, node: Option<String>) -> Result<u8, Fail
     }
     let clean = runner.shutdown(GRACE).await;
     let _ = stop_metrics.send(true);
+    SavedRun::save(&saved, &exposed, true);
     if !clean {
         tracing::warn!(
             "some links did not stop within {}s and were cut off; their targets roll back what \

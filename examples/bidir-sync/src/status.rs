@@ -10,7 +10,7 @@
 //! | lag | source LSN − the larger of applied and confirmed, in bytes; in seconds from the running link, else from `pg_stat_replication.flush_lag` while a walsender serves the slot |
 //! | retained WAL | source LSN − the slot's `restart_lsn`: WAL the source keeps for this link |
 //! | conflicts | rows of `pgrepl.conflict_history` on the target from this source |
-//! | state, last error | the running `run` (`/status.json`); else `active` (a walsender serves the slot: a run we cannot ask) or `stopped`; `not set up` without slot or origin; `source down` / `target down` |
+//! | state, last error | the running `run` (`/status.json`); without one, last errors from what the last `run` on this machine saved (`<spool_dir>/<cluster>/last-run*.json`); else `active` (a walsender serves the slot: a run we cannot ask) or `stopped`; `not set up` without slot or origin; `source down` / `target down` |
 //!
 //! A node that cannot be reached is reported as down, with the reason; it never stops the
 //! command.
@@ -50,6 +50,16 @@ pub(crate) struct RunReport {
     pub(crate) uptime_seconds: Option<f64>,
     /// Why it did not answer.
     pub(crate) error: Option<String>,
+    /// When no run answers: the last state a run saved on this machine.
+    pub(crate) last_run: Option<LastRun>,
+}
+
+/// What the last `run` on this machine saved.
+#[derive(Debug, Serialize)]
+pub(crate) struct LastRun {
+    pub(crate) pid: u32,
+    pub(crate) ended: bool,
+    pub(crate) seconds_ago: f64,
 }
 
 /// One node.
@@ -285,6 +295,12 @@ pub(crate) async fn gather(config: &Config) -> StatusReport {
         }
     };
     let (live, live_error) = live.await;
+    // No run answers: what runs on this machine saved, newest first.
+    let saved = if live.is_none() {
+        crate::metrics::SavedRun::load_all(&spec.spool_dir, &spec.cluster)
+    } else {
+        Vec::new()
+    };
     let mut facts: Vec<Result<Facts, String>> = (0..spec.nodes.len())
         .map(|_| Err("not asked".to_owned()))
         .collect();
@@ -376,6 +392,22 @@ pub(crate) async fn gather(config: &Config) -> StatusReport {
             (None, Some(_), Some(_)) => "stopped".to_owned(),
         };
         let mut last_error = live_link.as_ref().and_then(|l| l.last_error.clone());
+        if live.is_none()
+            && let Some((run, error)) = saved.iter().find_map(|run| {
+                let l = run
+                    .status
+                    .links
+                    .iter()
+                    .find(|l| l.source == names.source && l.target == names.target)?;
+                Some((run, l.last_error.clone()?))
+            })
+        {
+            last_error = Some(format!(
+                "{error} (saved by run pid {} {} ago)",
+                run.status.pid,
+                duration(run.age_seconds())
+            ));
+        }
         if last_error.is_none() && state == "not set up" {
             let mut missing = Vec::new();
             if slot.is_none() {
@@ -422,6 +454,11 @@ pub(crate) async fn gather(config: &Config) -> StatusReport {
             pid: live.as_ref().map(|l| l.pid),
             uptime_seconds: live.as_ref().map(|l| l.uptime_seconds),
             error: live_error,
+            last_run: saved.first().map(|r| LastRun {
+                pid: r.status.pid,
+                ended: r.ended,
+                seconds_ago: r.age_seconds(),
+            }),
         },
         nodes,
         links,
@@ -484,6 +521,18 @@ pub(crate) fn render(r: &StatusReport) -> String {
             r.run.error.as_deref().unwrap_or("no answer")
         ),
     });
+    if let Some(last) = &r.run.last_run {
+        out.push_str(&format!(
+            "last run on this machine: pid {}, {} {} ago\n",
+            last.pid,
+            if last.ended {
+                "ended"
+            } else {
+                "last saved its state"
+            },
+            duration(last.seconds_ago)
+        ));
+    }
     out.push('\n');
 
     let mut nodes = Table::new(&["NODE", "ENDPOINT", "STATE", "VERSION", "WAL LSN"]);

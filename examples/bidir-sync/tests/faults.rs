@@ -100,6 +100,12 @@ pg_test! {
         assert!(run.stderr().contains("SIGHUP: restarting failed links"), "{}", run.stderr());
         let (out, _) = run.terminate();
         assert_eq!(out.code(), 1, "a failed link must show in the exit status:\n{}", out.all());
+        // With run gone, status still shows why the link stopped (saved by run).
+        let status: serde_json::Value = serde_json::from_str(nodes.bidir("status", &["--json"]).ok()).unwrap();
+        let failed = status["links"].as_array().unwrap().iter().find(|l| l["target"] == "node2").unwrap();
+        let error = failed["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains("insert_exists") && error.contains("saved by run"), "{failed:#}");
+        assert_eq!(status["run"]["last_run"]["ended"], true, "{status:#}");
 
         nodes.psql_unreplicated(1, "DELETE FROM items WHERE id = 1;");
         let mut run = nodes.run(&[]);
