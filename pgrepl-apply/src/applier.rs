@@ -578,6 +578,10 @@ impl Applier {
             }
             drop(msg);
             if self.pipeline.pending_output() > OUTPUT_HIGH_WATER {
+                // Sending consumes the buffer: an open CopyData message must be closed first.
+                if let Batch::Copy(_, writer, _) = &mut batch {
+                    writer.seal(self.pipeline.output());
+                }
                 self.pipeline
                     .exchange()
                     .await

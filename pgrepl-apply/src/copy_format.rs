@@ -92,6 +92,13 @@ impl CopyWriter {
         }
     }
 
+    /// Closes the open CopyData message, if any; the next row starts a new one. Call it before
+    /// any of the buffer is sent: the writer patches an open message's length at an offset into
+    /// the buffer, which is wrong once the bytes before it have been consumed.
+    pub fn seal(&mut self, out: &mut BytesMut) {
+        self.close(out);
+    }
+
     /// How many rows were written.
     pub fn rows(&self) -> usize {
         self.rows
@@ -211,6 +218,36 @@ mod tests {
         assert_eq!(pos, out.len());
         assert_eq!(data, 200 * 1001);
         assert!(frames >= 3, "{frames}");
+    }
+
+    /// The buffer may be sent (and consumed) between rows once the writer is sealed: every
+    /// message is still framed right.
+    #[test]
+    fn sealed_messages_survive_the_buffer_being_sent() {
+        let mut out = BytesMut::new();
+        let mut sent = Vec::new();
+        let mut w = CopyWriter::new(&mut out, false);
+        let row = TupleData::new([ColumnValue::Text(Bytes::from(vec![b'x'; 100]))]);
+        for i in 0..50 {
+            w.row(&mut out, &row, &[0]);
+            if i % 7 == 3 {
+                w.seal(&mut out);
+                sent.extend_from_slice(&out.split());
+            }
+        }
+        w.finish(&mut out);
+        sent.extend_from_slice(&out);
+        let (mut pos, mut data) = (0, 0);
+        while pos < sent.len() {
+            let len = u32::from_be_bytes(sent[pos + 1..pos + 5].try_into().unwrap()) as usize;
+            if sent[pos] == b'd' {
+                data += len - 4;
+            } else {
+                assert_eq!((sent[pos], len), (b'c', 4));
+            }
+            pos += 1 + len;
+        }
+        assert_eq!((pos, data), (sent.len(), 50 * 101));
     }
 
     #[test]

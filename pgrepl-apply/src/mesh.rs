@@ -309,7 +309,7 @@ impl Mesh {
         let in_use: usize = client
             .query_one(
                 "SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE slot_name NOT LIKE $1",
-                &[&format!("pgrepl\\_{}\\_%", self.spec.cluster)],
+                &[&format!("pgrepl\\_{}\\_to\\_%", self.spec.cluster)],
             )
             .await
             .and_then(|r| r.get::<i64>(0))
@@ -392,6 +392,53 @@ impl Mesh {
                     format!("role {user} may not create schema pgrepl or the publication"),
                     format!("GRANT CREATE ON DATABASE {} TO {user};", node.dsn.dbname),
                 );
+            }
+        }
+        // Publishing needs ownership: `CREATE PUBLICATION … FOR TABLE` the owner's rights on
+        // each table, `FOR TABLES IN SCHEMA` a superuser (PostgreSQL 15 to 18).
+        if !superuser {
+            match &self.spec.tables {
+                TableSelection::Schemas(schemas) => problem(
+                    format!(
+                        "role {user} is not a superuser, and publishing every table of a schema \
+                         (FOR TABLES IN SCHEMA {}) needs one",
+                        schemas.join(", ")
+                    ),
+                    "list the tables instead (tables = [\"schema.table\", …]; the role must \
+                     own them), or run setup as a superuser"
+                        .into(),
+                ),
+                TableSelection::Tables(tables) => {
+                    for (schema, table) in tables {
+                        let row = client
+                            .query_opt(
+                                "SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE'), \
+                                        pg_catalog.pg_get_userbyid(c.relowner)::text \
+                                 FROM pg_catalog.pg_class c \
+                                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                                 WHERE n.nspname = $1 AND c.relname = $2",
+                                &[schema, table],
+                            )
+                            .await
+                            .map_err(&err)?;
+                        if let Some(row) = row
+                            && !row.get::<bool>(0).unwrap_or(true)
+                        {
+                            let owner: String = row.get(1).unwrap_or_default();
+                            problem(
+                                format!(
+                                    "role {user} does not own table {schema}.{table} (its owner \
+                                     is {owner}); publishing a table and applying changes to \
+                                     it need the owner's rights"
+                                ),
+                                format!(
+                                    "ALTER TABLE {} OWNER TO {user}; (or GRANT {owner} TO {user};)",
+                                    quote_qualified(schema, table)
+                                ),
+                            );
+                        }
+                    }
+                }
             }
         }
         // The tables: they exist, and their rows can be identified for UPDATE and DELETE.
@@ -637,13 +684,14 @@ impl Mesh {
         let mut actions = Vec::new();
         for (schema, name) in &sequences {
             let quoted = quote_qualified(schema, name);
-            // The highest value any node has handed out.
+            // The highest value any node has handed out (a sequence never used has handed out
+            // nothing: its `last_value` is NULL, and its first value would be `start_value`).
             let mut high = 0i64;
             let mut settled = true;
             for (k, (node, client)) in clients.iter_mut().enumerate() {
                 let row = client
                     .query_one(
-                        "SELECT coalesce(last_value, start_value), increment_by, start_value \
+                        "SELECT coalesce(last_value, start_value - 1), increment_by, start_value \
                          FROM pg_catalog.pg_sequences WHERE schemaname = $1 AND sequencename = $2",
                         &[schema, name],
                     )
@@ -684,97 +732,115 @@ impl Mesh {
     }
 
     /// Drops every slot, origin and publication of the cluster on every node (waiting for, or
-    /// ending, sessions that still use them). Schema `pgrepl` and its history stay.
+    /// ending, sessions that still use them). Schema `pgrepl` and its history stay. Stops at the
+    /// first node that fails; [`Mesh::teardown_node`] does one node at a time.
     pub async fn teardown(&self) -> Result<SetupReport, MeshError> {
         let mut report = SetupReport::default();
-        let publication = publication_name(&self.spec.cluster);
-        let pattern = format!("pgrepl\\_{}\\_%", self.spec.cluster);
         for node in &self.spec.nodes {
-            let err = conn_err(&node.name);
-            let mut client = self.connect(node).await?;
-            // Slots: end the walsender of an active one first.
-            for row in client
-                .query(
-                    "SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots \
-                     WHERE slot_name LIKE $1",
-                    &[&pattern],
-                )
-                .await
-                .map_err(&err)?
-            {
-                let slot: String = row.get(0).map_err(&err)?;
-                let pid: Option<i32> = row.get(1).map_err(&err)?;
-                if let Some(pid) = pid {
-                    client
-                        .query(
-                            "SELECT pg_catalog.pg_terminate_backend($1::int, 5000)",
-                            &[&pid],
-                        )
-                        .await
-                        .map_err(&err)?;
-                }
-                drop_with_retry(
-                    &mut client,
-                    "SELECT pg_catalog.pg_drop_replication_slot($1)",
-                    &slot,
-                )
-                .await
-                .map_err(&err)?;
-                report
-                    .actions
-                    .push(format!("node {}: dropped slot {slot}", node.name));
-            }
-            // Origins: end the apply session that has one set up (it names itself after it).
-            for row in client
-                .query(
-                    "SELECT roname FROM pg_catalog.pg_replication_origin WHERE roname LIKE $1",
-                    &[&pattern],
-                )
-                .await
-                .map_err(&err)?
-            {
-                let origin: String = row.get(0).map_err(&err)?;
+            report
+                .actions
+                .extend(self.teardown_node(&node.name).await?.actions);
+        }
+        Ok(report)
+    }
+
+    /// Drops the cluster's slots, origins and publication on the node `name`, as
+    /// [`Mesh::teardown`] does on every node — so that a caller can go on with the other nodes
+    /// when one is unreachable.
+    pub async fn teardown_node(&self, name: &str) -> Result<SetupReport, MeshError> {
+        let node = self
+            .node(name)
+            .ok_or_else(|| MeshError::Config(format!("no node named \"{name}\"")))?;
+        let mut report = SetupReport::default();
+        let publication = publication_name(&self.spec.cluster);
+        // `pgrepl_<cluster>_to_…` and `pgrepl_<cluster>_from_…`: not `pgrepl_<cluster>_…`,
+        // which would also match the objects of a cluster named `<cluster>_<more>`.
+        let slots = format!("pgrepl\\_{}\\_to\\_%", self.spec.cluster);
+        let origins = format!("pgrepl\\_{}\\_from\\_%", self.spec.cluster);
+        let err = conn_err(&node.name);
+        let mut client = self.connect(node).await?;
+        // Slots: end the walsender of an active one first.
+        for row in client
+            .query(
+                "SELECT slot_name, active_pid FROM pg_catalog.pg_replication_slots \
+                 WHERE slot_name LIKE $1",
+                &[&slots],
+            )
+            .await
+            .map_err(&err)?
+        {
+            let slot: String = row.get(0).map_err(&err)?;
+            let pid: Option<i32> = row.get(1).map_err(&err)?;
+            if let Some(pid) = pid {
                 client
                     .query(
-                        "SELECT pg_catalog.pg_terminate_backend(pid, 5000) \
-                         FROM pg_catalog.pg_stat_activity WHERE application_name = $1",
-                        &[&apply_session_name(&origin)],
+                        "SELECT pg_catalog.pg_terminate_backend($1::int, 5000)",
+                        &[&pid],
                     )
                     .await
                     .map_err(&err)?;
-                drop_with_retry(
-                    &mut client,
-                    "SELECT pg_catalog.pg_replication_origin_drop($1)",
-                    &origin,
+            }
+            drop_with_retry(
+                &mut client,
+                "SELECT pg_catalog.pg_drop_replication_slot($1)",
+                &slot,
+            )
+            .await
+            .map_err(&err)?;
+            report
+                .actions
+                .push(format!("node {}: dropped slot {slot}", node.name));
+        }
+        // Origins: end the apply session that has one set up (it names itself after it).
+        for row in client
+            .query(
+                "SELECT roname FROM pg_catalog.pg_replication_origin WHERE roname LIKE $1",
+                &[&origins],
+            )
+            .await
+            .map_err(&err)?
+        {
+            let origin: String = row.get(0).map_err(&err)?;
+            client
+                .query(
+                    "SELECT pg_catalog.pg_terminate_backend(pid, 5000) \
+                     FROM pg_catalog.pg_stat_activity WHERE application_name = $1",
+                    &[&apply_session_name(&origin)],
                 )
                 .await
                 .map_err(&err)?;
-                report.actions.push(format!(
-                    "node {}: dropped replication origin {origin}",
-                    node.name
-                ));
-            }
-            if client
-                .query_opt(
-                    "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
-                    &[&publication],
-                )
+            drop_with_retry(
+                &mut client,
+                "SELECT pg_catalog.pg_replication_origin_drop($1)",
+                &origin,
+            )
+            .await
+            .map_err(&err)?;
+            report.actions.push(format!(
+                "node {}: dropped replication origin {origin}",
+                node.name
+            ));
+        }
+        if client
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
+            .await
+            .map_err(&err)?
+            .is_some()
+        {
+            client
+                .batch_execute(&format!(
+                    "DROP PUBLICATION {}",
+                    pgrepl_core::sql::quote_ident(&publication)
+                ))
                 .await
-                .map_err(&err)?
-                .is_some()
-            {
-                client
-                    .batch_execute(&format!(
-                        "DROP PUBLICATION {}",
-                        pgrepl_core::sql::quote_ident(&publication)
-                    ))
-                    .await
-                    .map_err(&err)?;
-                report.actions.push(format!(
-                    "node {}: dropped publication {publication}",
-                    node.name
-                ));
-            }
+                .map_err(&err)?;
+            report.actions.push(format!(
+                "node {}: dropped publication {publication}",
+                node.name
+            ));
         }
         Ok(report)
     }
