@@ -153,6 +153,9 @@ pub struct Applier {
     pub(crate) settings: ApplierSettings,
     pending: VecDeque<Arc<RemoteTxn>>,
     in_pipeline: usize,
+    /// How many transactions may be in the pipeline at once: halved when one fails (each
+    /// failure costs a replay of everything behind it), grown by one per success.
+    window: usize,
     pending_bytes: usize,
     failure: Option<ErrorFields>,
     last_sent_end: Lsn,
@@ -264,9 +267,10 @@ impl Applier {
                 next_map_id: 0,
                 resolvers,
                 stats,
-                settings,
+                settings: settings.clone(),
                 pending: VecDeque::new(),
                 in_pipeline: 0,
+                window: settings.max_pending_txns.max(1),
                 pending_bytes: 0,
                 failure: None,
                 last_sent_end: start,
@@ -313,10 +317,14 @@ impl Applier {
         let txn = Arc::new(txn);
         self.pending_bytes = self.pending_bytes.saturating_add(txn.bytes);
         self.pending.push_back(txn);
-        if self.failure.is_none() {
-            self.emit_waiting().await?;
-        }
-        Ok(())
+        self.emit_waiting().await
+    }
+
+    /// Whether pending transactions wait for room in the pipeline window.
+    pub fn can_send(&self) -> bool {
+        self.failure.is_none()
+            && self.in_pipeline < self.window
+            && self.pending.len() > self.in_pipeline
     }
 
     /// Asks the target how far it has durably applied (answered through [`pump`](Self::pump)).
@@ -367,6 +375,9 @@ impl Applier {
             if self.needs_recovery() {
                 self.recover().await?;
             }
+            if self.can_send() {
+                self.emit_waiting().await?;
+            }
         }
     }
 
@@ -406,6 +417,7 @@ impl Applier {
         self.in_pipeline = self.in_pipeline.saturating_sub(1);
         match (error, self.failure.is_some()) {
             (None, false) => {
+                self.window = (self.window + 1).min(self.settings.max_pending_txns.max(1));
                 let front = self.pending.pop_front();
                 if !front.as_ref().is_some_and(|f| Arc::ptr_eq(f, txn)) {
                     return Err(ApplyError::Unexpected {
@@ -416,6 +428,7 @@ impl Applier {
                 self.committed(txn);
             }
             (Some(e), false) => {
+                self.window = (self.window / 2).max(4);
                 tracing::debug!(end = %txn.end_lsn, front = ?self.pending.front().map(|t| t.xid),
                     link = %self.names,
                     xid = txn.xid,
@@ -475,9 +488,10 @@ impl Applier {
         self.emit_waiting().await
     }
 
-    /// Sends every pending transaction that is not in the pipeline, in order, until one fails.
-    async fn emit_waiting(&mut self) -> Result<(), ApplyError> {
-        while self.failure.is_none() {
+    /// Sends pending transactions that are not in the pipeline, in order, while the window
+    /// allows and nothing has failed. Not cancel-safe.
+    pub async fn emit_waiting(&mut self) -> Result<(), ApplyError> {
+        while self.can_send() {
             let Some(txn) = self.pending.get(self.in_pipeline).cloned() else {
                 break;
             };

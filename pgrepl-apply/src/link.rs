@@ -278,6 +278,9 @@ impl Link {
             if applier.needs_recovery() {
                 applier.recover().await?;
             }
+            if applier.can_send() {
+                applier.emit_waiting().await?;
+            }
             let flush = flush_position(&applier, &assembler, idle_position);
             if assembler.is_idle() && applier.is_drained() {
                 LinkStats::raise(&stats.caught_up_lsn, flush);

@@ -120,6 +120,14 @@ pub fn copy(map: &RelationMap, cols: &[usize], binary: bool) -> String {
 
 const LAST_WRITER_IS: &str = "pg_catalog.pg_xact_commit_timestamp_origin(r.xmin)";
 
+/// True when row `r` is frozen for sure: its inserting transaction is older than its table's
+/// `relfrozenxid`. (The `xmin` column shows the original transaction id even after freezing,
+/// so its commit timestamp and origin still read as those of that old local write; a frozen
+/// row is treated as older than anything instead, as DESIGN.md says — the data that both nodes
+/// started from.)
+const FROZEN: &str = "pg_catalog.age(r.xmin) > (SELECT pg_catalog.age(fc.relfrozenxid) \
+     FROM pg_catalog.pg_class fc WHERE fc.oid = r.tableoid)";
+
 /// Fast UPDATE that fails unless exactly one row, last written by this link's origin (or of
 /// unknown origin: frozen, or this transaction's own write), was updated.
 /// Parameters: the values of `set`, then those of `m`, then the link's origin id.
@@ -136,8 +144,8 @@ pub fn update_fast(map: &RelationMap, set: &[usize], m: Match<'_>) -> String {
     let (cond, n) = condition(map, m, "r", n);
     let _ = write!(
         sql,
-        " WHERE {cond} AND coalesce(({LAST_WRITER_IS}).roident, ${n}::oid) = ${n}::oid \
-         RETURNING 1) SELECT 1 / count(*)::int FROM u"
+        " WHERE {cond} AND (coalesce(({LAST_WRITER_IS}).roident, ${n}::oid) = ${n}::oid \
+         OR {FROZEN}) RETURNING 1) SELECT 1 / count(*)::int FROM u"
     );
     sql
 }
@@ -148,8 +156,8 @@ pub fn delete_fast(map: &RelationMap, m: Match<'_>) -> String {
     let (cond, n) = condition(map, m, "r", 1);
     format!(
         "WITH d AS (DELETE FROM {} AS r WHERE {cond} AND \
-         coalesce(({LAST_WRITER_IS}).roident, ${n}::oid) = ${n}::oid RETURNING 1) \
-         SELECT 1 / count(*)::int FROM d",
+         (coalesce(({LAST_WRITER_IS}).roident, ${n}::oid) = ${n}::oid OR {FROZEN}) \
+         RETURNING 1) SELECT 1 / count(*)::int FROM d",
         map.target.quoted
     )
 }
@@ -217,9 +225,15 @@ pub const DURABLE_PROGRESS: &str =
     "SELECT pg_catalog.pg_replication_origin_progress($1, true)::text";
 
 /// The columns a careful probe returns: ctid, last writer's commit time in Unix microseconds,
-/// last writer's origin id, and the row as JSON.
+/// last writer's origin id (both NULL when unknown or the row is frozen), and the row as JSON.
 const PROBE_COLUMNS: &str = "r.ctid::text, \
-     (extract(epoch FROM x.timestamp) * 1000000)::int8, x.roident, pg_catalog.to_jsonb(r.*)::text";
+     CASE WHEN NOT (SELECT pg_catalog.age(r.xmin) > pg_catalog.age(fc.relfrozenxid) \
+                    FROM pg_catalog.pg_class fc WHERE fc.oid = r.tableoid) \
+          THEN (extract(epoch FROM x.timestamp) * 1000000)::int8 END, \
+     CASE WHEN NOT (SELECT pg_catalog.age(r.xmin) > pg_catalog.age(fc.relfrozenxid) \
+                    FROM pg_catalog.pg_class fc WHERE fc.oid = r.tableoid) \
+          THEN x.roident END, \
+     pg_catalog.to_jsonb(r.*)::text";
 
 /// Locks and reads the row(s) `m` finds, with their last writer.
 /// Parameters: the values of `m`.
@@ -370,7 +384,8 @@ mod tests {
             "COPY \"public\".\"My Table\" (\"id\", \"na\"\"me\") FROM STDIN WITH (FORMAT binary)"
         );
         let u = update_fast(&m, &[0, 1], Match::Equal(&[0]));
-        assert!(u.starts_with("WITH u AS (UPDATE \"public\".\"My Table\" AS r SET \"id\" = $1, \"na\"\"me\" = $2 WHERE r.\"id\" = $3 AND coalesce"), "{u}");
+        assert!(u.starts_with("WITH u AS (UPDATE \"public\".\"My Table\" AS r SET \"id\" = $1, \"na\"\"me\" = $2 WHERE r.\"id\" = $3 AND (coalesce"), "{u}");
+        assert!(u.contains("OR pg_catalog.age(r.xmin) > "), "{u}");
         assert!(u.contains("$4::oid) = $4::oid"), "{u}");
         let d = delete_fast(&m, Match::AllText(&[0, 1]));
         assert!(d.contains("s.\"id\"::text IS NOT DISTINCT FROM ($1::bigint)::text AND s.\"na\"\"me\"::text IS NOT DISTINCT FROM ($2::text)::text LIMIT 1)"), "{d}");

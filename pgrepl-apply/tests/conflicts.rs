@@ -301,4 +301,29 @@ pg_test! {
         assert_eq!(published[0][0].as_deref(), Some("0"));
         link.stop().await.unwrap();
     }
+
+    /// Rows both nodes started from and that have been frozen count as older than anything:
+    /// changing them is not a conflict, and the fast path applies it.
+    async fn frozen_rows_are_not_conflicts(pg: Install) {
+        let schema = "CREATE TABLE base (id int PRIMARY KEY, v text);
+                      INSERT INTO base SELECT g, 'seed' FROM generate_series(1, 100) g;";
+        let nodes = support::start(&pg, 2, schema, &["base"], "last_update_wins").await;
+        for i in 0..2 {
+            nodes.client(i).await.batch_execute("VACUUM FREEZE base").await.unwrap();
+        }
+        let link = nodes.run(0, 1);
+        let mut source = nodes.client(0).await;
+        source.batch_execute("UPDATE base SET v = 'changed' WHERE id <= 50; DELETE FROM base WHERE id > 90").await.unwrap();
+        nodes.sync(0, 1).await;
+        assert_eq!(nodes.dump(0, "base").await, nodes.dump(1, "base").await);
+        assert!(nodes.history(1).await.is_empty());
+        let careful = link.link.stats().careful_txns.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(careful, 0);
+        // A row written locally after freezing is a conflict again.
+        nodes.client(1).await.batch_execute("UPDATE base SET v = 'local' WHERE id = 1").await.unwrap();
+        source.batch_execute("UPDATE base SET v = 'remote' WHERE id = 1").await.unwrap();
+        nodes.sync(0, 1).await;
+        assert_eq!(nodes.history(1).await, [("update_origin_differs".to_owned(), "apply_remote".to_owned())]);
+        link.stop().await.unwrap();
+    }
 }
