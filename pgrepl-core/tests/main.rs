@@ -2,4 +2,7 @@
 //! binary; each module is one area).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod auth;
+mod conn_util;
 mod smoke;
+mod tls;

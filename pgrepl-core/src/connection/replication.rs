@@ -248,6 +248,12 @@ impl ReplicationClient {
         })
     }
 
+    /// The underlying connection: whether it is encrypted, the backend's pid, the server's
+    /// parameters, and [`Connection::set_max_message_len`] for the stream to come.
+    pub fn connection(&mut self) -> &mut Connection {
+        self.client.connection()
+    }
+
     /// The server's `server_version_num`.
     pub fn server_version_num(&mut self) -> u32 {
         self.client.connection().server_version_num().unwrap_or(0)
