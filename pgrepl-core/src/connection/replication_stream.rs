@@ -21,10 +21,19 @@
 //! every [`StreamSettings::status_interval`], at once when a keepalive asks for a reply, and when
 //! the consumer calls [`ReplicationStream::send_status_now`].
 //!
-//! **Endings.** Every ending is an error item, then the end of the stream: the server's
-//! CopyDone ([`Error::StreamEnded`]), its ErrorResponse (for example `57P01` when it shuts down),
-//! a dropped connection ([`Error::Closed`] / [`Error::Io`]) — all retryable — or a protocol or
-//! decoding error, which is not.
+//! **Endings.** Every ending is an error item, then the end of the stream. Retryable: the
+//! server's CopyDone, or the CommandComplete of a walsender that stops because the server shuts
+//! down ([`Error::StreamEnded`]); an ErrorResponse of a retryable class (for example `57P01`
+//! when the walsender is terminated); a dropped connection ([`Error::Closed`] /
+//! [`Error::Io`]), which is what a crash looks like. Not retryable: other server errors, and
+//! protocol or decoding errors.
+//!
+//! **Server shutdown.** A fast or smart shutdown waits for each walsender until the flush
+//! position its client reports reaches everything it sent; the walsender asks for it with
+//! keepalives whose `wal_end` is that position. A consumer with nothing in flight reports the
+//! keepalive's `wal_end` as flushed (it is safe: no transaction is open), and the stream then
+//! ends with [`Error::StreamEnded`]. A consumer that never does holds the shutdown up: the
+//! stream's status updates keep the walsender from timing out.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -311,6 +320,17 @@ impl StreamTask {
             BackendMessage::CopyDone => {
                 return Err(Error::StreamEnded {
                     endpoint: self.conn.endpoint().to_owned(),
+                    reason: "the server sent CopyDone",
+                });
+            }
+            // A walsender told to stop (fast or smart shutdown) waits until the flush position
+            // reported covers everything it sent, then ends the COPY with CommandComplete
+            // alone and exits (walsender.c, WalSndDone).
+            BackendMessage::CommandComplete(_) => {
+                return Err(Error::StreamEnded {
+                    endpoint: self.conn.endpoint().to_owned(),
+                    reason: "the walsender stopped (CommandComplete), as it does when the server \
+                             shuts down",
                 });
             }
             BackendMessage::ErrorResponse(fields) => return Err(self.conn.db_error(fields)),
