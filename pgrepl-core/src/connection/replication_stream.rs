@@ -11,7 +11,9 @@
 //! [`StreamSettings::max_buffered_bytes`] bytes of WAL data), so it never reads ahead of its
 //! consumer without bound: when the consumer is slow, TCP pushes back on the server. The task
 //! keeps answering the server while the consumer is busy, so a long apply does not trip
-//! `wal_sender_timeout`.
+//! `wal_sender_timeout`. While it waits for room it reads nothing, so it cannot see a keepalive
+//! that asks for a reply: only its timer speaks for it then, which is why the status interval is
+//! capped at a third of the server's `wal_sender_timeout` when the stream starts.
 //!
 //! **Feedback.** A standby status update carries three positions. *write* is the end of the
 //! WAL received so far; *flush* and *apply* are what the consumer reported with
@@ -58,6 +60,8 @@ use crate::{Lsn, PgTimestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSettings {
     /// How often a standby status update is sent when nothing else triggers one.
+    /// [`ReplicationClient::start_replication`](super::replication::ReplicationClient::start_replication)
+    /// caps it at a third of the server's `wal_sender_timeout`.
     pub status_interval: Duration,
     /// Events decoded ahead of the consumer, at most.
     pub max_buffered_events: usize,
@@ -120,6 +124,7 @@ pub struct ReplicationStream {
     stop: Arc<Notify>,
     task: JoinHandle<()>,
     version: ProtocolVersion,
+    status_interval: Duration,
     finished: bool,
 }
 
@@ -151,6 +156,8 @@ impl ReplicationStream {
         feedback.received.store(start.0, Ordering::Relaxed);
         let status_now = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
+        // A zero period would make tokio's interval panic.
+        let interval = settings.status_interval.max(Duration::from_millis(1));
         let task = StreamTask {
             stop: Arc::clone(&stop),
             conn,
@@ -160,7 +167,7 @@ impl ReplicationStream {
             budget_bytes,
             feedback: Arc::clone(&feedback),
             status_now: Arc::clone(&status_now),
-            interval: settings.status_interval,
+            interval,
         };
         let task = tokio::spawn(task.run());
         ReplicationStream {
@@ -171,6 +178,7 @@ impl ReplicationStream {
             stop,
             task,
             version,
+            status_interval: interval,
             finished: false,
         }
     }
@@ -178,6 +186,12 @@ impl ReplicationStream {
     /// The pgoutput protocol version in use.
     pub fn protocol_version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// The interval of standby status updates in use (after the cap of
+    /// [`StreamSettings::status_interval`]).
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
     }
 
     /// Reports that everything up to `lsn` is durable on the consumer's side. The server may
