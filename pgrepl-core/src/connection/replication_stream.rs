@@ -223,10 +223,12 @@ impl ReplicationStream {
     }
 
     /// Ends the stream cleanly: a last standby status update with the positions reported so
-    /// far, then CopyDone; waits (briefly) for the task to finish.
+    /// far, CopyDone, and the end of the session. Waits (at most five seconds) until the
+    /// server has closed the connection, so the slot is free for the next
+    /// `START_REPLICATION` when this returns; past that, the connection is dropped.
     pub async fn shutdown(mut self) {
         self.stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
 
     /// The next event; `None` after the stream has ended (an ending is always reported as an
@@ -437,11 +439,37 @@ impl StreamTask {
         }
     }
 
-    /// A last status update, then CopyDone.
+    /// A last status update, then CopyDone; then the session ends the way the protocol
+    /// says, so that the walsender has released the slot when this returns.
     async fn finish(&mut self) -> Result<()> {
         self.send_status(false).await?;
         frontend::copy_done(self.conn.write_buffer());
-        self.conn.flush().await
+        self.conn.flush().await?;
+        // The server answers with its own CopyDone (after whatever CopyData was already on its
+        // way, which nobody wants any more), CommandComplete and ReadyForQuery.
+        loop {
+            match self.conn.recv().await {
+                Ok(BackendMessage::ReadyForQuery(_)) => break,
+                Ok(BackendMessage::ErrorResponse(fields)) => {
+                    return Err(self.conn.db_error(fields));
+                }
+                Ok(_) => {}
+                Err(Error::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        // Terminate, then wait for the server to close the socket: a backend closes it only
+        // after its shared-memory exit callbacks, which release the slot, so a new
+        // START_REPLICATION on it cannot fail with "slot is active" (55006).
+        frontend::terminate(self.conn.write_buffer());
+        self.conn.flush().await?;
+        loop {
+            match self.conn.recv().await {
+                Ok(_) => {}
+                Err(Error::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn send_status(&mut self, reply_requested: bool) -> Result<()> {
