@@ -58,7 +58,9 @@ pub struct SystemIdentity {
 pub enum SnapshotAction {
     /// Export it for other sessions (`pg_export_snapshot` name returned).
     Export,
-    /// Use it in this session's open transaction.
+    /// Use it in this session's open transaction, which must have been begun with
+    /// `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` and have run no query yet
+    /// (PostgreSQL 18 insists on `READ ONLY`).
     Use,
     /// No snapshot.
     #[default]
@@ -286,6 +288,15 @@ impl ReplicationClient {
         options: CreateSlotOptions,
     ) -> Result<CreatedSlot> {
         validate_slot_name(name)?;
+        if options.snapshot == SnapshotAction::Use
+            && self.client.connection_ref().transaction_status() != b'T'
+        {
+            return Err(Error::InvalidArgument(
+                "SNAPSHOT 'use' needs an open transaction on the replication session: run \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY on it first"
+                    .into(),
+            ));
+        }
         let version = self.server_version_num();
         let temporary = if options.temporary { " TEMPORARY" } else { "" };
         let command = if version >= 150_000 {
