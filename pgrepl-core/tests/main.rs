@@ -4,5 +4,7 @@
 
 mod auth;
 mod conn_util;
+mod slots;
 mod smoke;
+mod stream;
 mod tls;
