@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod auth;
+mod conn_errors;
 mod conn_util;
+mod fake_server;
 mod slots;
 mod smoke;
 mod stream;
