@@ -9,7 +9,7 @@ use pgrepl_core::connection::{Client, Error};
 use pgrepl_testkit::{Install, pg_test};
 use tokio::net::TcpListener;
 
-use crate::conn_util::config;
+use crate::conn_util::{config, scalar};
 
 /// Nothing listens on the port: a connect error naming the endpoint, retryable (the server
 /// may be starting).
@@ -123,5 +123,32 @@ pg_test! {
         assert!(err.to_string().to_lowercase().contains("replication"), "{err}");
         let mut repl = ReplicationClient::connect(&dsn("replicator")).await.unwrap();
         repl.identify_system().await.unwrap();
+    }
+
+    /// A server error is typed: SQLSTATE, message, detail and hint are there to read, the
+    /// Display shows them, and the session stays usable after it.
+    async fn server_errors_carry_sqlstate_detail_and_hint(pg: Install) {
+        let node = pg.cluster().name("errors").start().unwrap();
+        let mut c = Client::connect(&config(&node.dsn("postgres"))).await.unwrap();
+        let err = c.simple_query("SELECT lenght('x')").await.unwrap_err();
+        let db = err.db_error().expect("a server error");
+        assert_eq!(db.code(), "42883");
+        assert!(db.message().contains("function lenght(unknown) does not exist"), "{err}");
+        assert!(db.hint().unwrap().starts_with("No function matches"), "{err}");
+        assert!(err.to_string().contains("; HINT: No function matches"), "{err}");
+        assert!(!err.is_retryable());
+
+        c.batch_execute("CREATE TEMP TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1)")
+            .await
+            .unwrap();
+        let err = c.execute("INSERT INTO u VALUES ($1)", &[&1i32]).await.unwrap_err();
+        let db = err.db_error().expect("a server error");
+        assert_eq!(db.code(), "23505");
+        assert_eq!(db.detail(), Some("Key (id)=(1) already exists."));
+        assert!(err.to_string().contains("; DETAIL: Key (id)=(1) already exists."), "{err}");
+        assert!(!err.is_retryable());
+
+        assert_eq!(c.execute("INSERT INTO u VALUES ($1)", &[&2i32]).await.unwrap(), 1);
+        assert_eq!(scalar(&mut c, "SELECT count(*) FROM u").await.as_deref(), Some("2"));
     }
 }

@@ -15,7 +15,7 @@ use pgrepl_core::connection::replication::{
     PgOutputOptions, ReplicationClient, ReplicationEvent, ReplicationStream, StreamSettings,
 };
 use pgrepl_core::connection::{Client, Error};
-use pgrepl_core::pgoutput::{self, Begin, Commit, LogicalMessage, ProtocolVersion};
+use pgrepl_core::pgoutput::{self, Begin, Commit, LogicalMessage, Message, ProtocolVersion};
 use pgrepl_core::replication_message::{
     PrimaryKeepalive, ReplicationMessage, StandbyMessage, StandbyStatusUpdate, XLogData,
 };
@@ -991,5 +991,142 @@ async fn hostile_authentication_is_refused() {
         .unwrap_err();
     assert!(protocol_error(&err, "exceeds the limit"), "{err:?}");
     assert!(!err.is_retryable());
+    server.await.unwrap();
+}
+
+/// A pgoutput Message of `size` content bytes, in an XLogData whose `wal_end` is `lsn`.
+fn sized_message(lsn: u64, size: usize) -> Vec<u8> {
+    xlog_data(
+        lsn,
+        &pgoutput(&LogicalMessage::Message(Message {
+            xid: None,
+            transactional: false,
+            lsn: Lsn(lsn),
+            prefix: "p".into(),
+            content: Bytes::from(vec![b'x'; size]),
+        })),
+    )
+}
+
+/// The next item, through `futures_core::Stream` rather than `next_event`.
+async fn next_via_stream_trait(
+    stream: &mut ReplicationStream,
+) -> Option<Result<ReplicationEvent, Error>> {
+    use futures_core::Stream;
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+/// Waits until `stream.received()` reaches `lsn`, then checks that it stays there: the task
+/// decodes no further ahead of a consumer that does not poll.
+async fn received_settles_at(stream: &ReplicationStream, lsn: u64) {
+    let deadline = Instant::now() + PROMPTLY;
+    while stream.received() < Lsn(lsn) {
+        assert!(
+            Instant::now() < deadline,
+            "received {} < {}",
+            stream.received(),
+            Lsn(lsn)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stream.received(), Lsn(lsn), "decoded ahead of the consumer");
+}
+
+/// `max_buffered_events` and `max_buffered_bytes` bound what the task decodes ahead of a
+/// consumer that does not poll: with room for 2 events, the 3rd is decoded and waits; with
+/// 1000 bytes, a second 600-byte message waits for the first to be taken. A message larger
+/// than the whole budget still gets through, alone. Nothing is lost or reordered, and the
+/// stream is a `futures_core::Stream`.
+#[tokio::test]
+async fn buffer_limits_bound_what_is_decoded_ahead() {
+    // Events: 50 small messages, room for 2.
+    let bytes: Vec<u8> = (1..=50).flat_map(|i| sized_message(i, 10)).collect();
+    let (port, server) = fake_server(move |mut peer| async move {
+        peer.accept_startup().await;
+        peer.greet().await;
+        peer.until_copy_both("60s").await;
+        peer.send(&bytes).await;
+        while peer.recv().await.is_some() {}
+    })
+    .await;
+    let repl = ReplicationClient::connect(&config(&dsn(port, "")))
+        .await
+        .unwrap();
+    let settings = StreamSettings {
+        max_buffered_events: 2,
+        ..StreamSettings::default()
+    };
+    let mut stream = repl
+        .start_replication("s", Lsn(0), &options(), settings)
+        .await
+        .unwrap();
+    received_settles_at(&stream, 3).await;
+    for i in 1..=50 {
+        match tokio::time::timeout(PROMPTLY, next_via_stream_trait(&mut stream))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            ReplicationEvent::Message { wal_end, .. } => assert_eq!(wal_end, Lsn(i)),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(stream);
+    server.await.unwrap();
+
+    // Bytes: 600-byte messages against a budget of 1000, then one of 5000.
+    let mut bytes: Vec<u8> = (1..=5).flat_map(|i| sized_message(i, 600)).collect();
+    bytes.extend(sized_message(6, 5000));
+    let (port, server) = fake_server(move |mut peer| async move {
+        peer.accept_startup().await;
+        peer.greet().await;
+        peer.until_copy_both("60s").await;
+        peer.send(&bytes).await;
+        while peer.recv().await.is_some() {}
+    })
+    .await;
+    let repl = ReplicationClient::connect(&config(&dsn(port, "")))
+        .await
+        .unwrap();
+    let settings = StreamSettings {
+        max_buffered_events: 1000,
+        max_buffered_bytes: 1000,
+        ..StreamSettings::default()
+    };
+    let mut stream = repl
+        .start_replication("s", Lsn(0), &options(), settings)
+        .await
+        .unwrap();
+    received_settles_at(&stream, 2).await;
+    let first = tokio::time::timeout(PROMPTLY, stream.next_event())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        first,
+        ReplicationEvent::Message {
+            wal_end: Lsn(1),
+            ..
+        }
+    ));
+    received_settles_at(&stream, 3).await;
+    for i in 2..=6 {
+        match tokio::time::timeout(PROMPTLY, stream.next_event())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            ReplicationEvent::Message { wal_end, raw, .. } => {
+                assert_eq!(wal_end, Lsn(i));
+                assert!(raw.len() > if i == 6 { 5000 } else { 600 });
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(stream);
     server.await.unwrap();
 }
