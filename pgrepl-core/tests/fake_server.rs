@@ -711,7 +711,8 @@ async fn status_updates_on_request_on_demand_and_on_timer() {
         .await
         .unwrap()
         .unwrap();
-    assert!((5..=12).contains(&updates), "{updates} updates in 1.5 s");
+    // About 7; a configured minute would give none. Loose bounds: the machine may be busy.
+    assert!((3..=12).contains(&updates), "{updates} updates in 1.5 s");
     drop(stream);
 }
 
@@ -963,11 +964,14 @@ async fn hostile_authentication_is_refused() {
             "could not prove"
         };
         assert!(err.to_string().contains(expected), "{err}");
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        if hostile_iterations {
+            // Refused before any PBKDF2 round: 2e9 of them would take minutes.
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "took {:?}",
+                started.elapsed()
+            );
+        }
         assert_hides(&err, PASSWORD);
         assert!(
             tokio::time::timeout(PROMPTLY, server)
