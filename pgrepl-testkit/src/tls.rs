@@ -2,6 +2,7 @@
 //!
 //! [`TestCa::generate`] makes a CA; [`TestCa::server_files`] a server certificate it signed,
 //! valid for `localhost` and `127.0.0.1` (so `sslmode=verify-full` works against a cluster),
+//! or for other names with [`TestCa::server_files_for`],
 //! packed as the [`SslFiles`] a [`ClusterBuilder::ssl`](crate::ClusterBuilder::ssl) takes;
 //! [`TestCa::client_cert`] a client certificate for `cert` authentication. Keys are EC P-256:
 //! quick to make.
@@ -78,9 +79,30 @@ impl TestCa {
     /// # Errors
     /// When `openssl` fails.
     pub fn server_files(&self) -> Result<SslFiles> {
+        self.server_files_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate valid only for `names` (DNS names or IP addresses; the first is
+    /// also the common name), signed by this CA, with this CA as `ssl_ca_file`. Tests of
+    /// `sslmode=verify-full` use it to serve a certificate for a name the client does not
+    /// connect to.
+    ///
+    /// # Errors
+    /// When `openssl` fails.
+    pub fn server_files_for(&self, names: &[&str]) -> Result<SslFiles> {
+        let alt_names: Vec<String> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{n}"),
+                Err(_) => format!("DNS:{n}"),
+            })
+            .collect();
         let server = self.sign(
-            "localhost",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            names.first().copied().unwrap_or("localhost"),
+            &format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth\n",
+                alt_names.join(",")
+            ),
         )?;
         Ok(SslFiles {
             cert_pem: server.cert_pem,

@@ -401,7 +401,7 @@ impl RawConfig {
                     value: t.clone(),
                     expected: "a whole number of seconds",
                 })?;
-                // libpq: zero or negative means wait forever; one second is the minimum.
+                // libpq: zero or negative means wait forever; two seconds is the minimum.
                 (secs > 0).then(|| Duration::from_secs(secs.max(2).unsigned_abs()))
             }
         };
@@ -412,7 +412,12 @@ impl RawConfig {
             port,
             dbname,
             user,
-            password: self.password.or_else(|| env("PGPASSWORD")),
+            // libpq treats an empty password as none, wherever it came from: an empty
+            // PGPASSWORD still lets the pgpass file supply one.
+            password: self
+                .password
+                .or_else(|| env("PGPASSWORD"))
+                .filter(|p| !p.is_empty()),
             application_name: pick(self.application_name, "PGAPPNAME"),
             ssl_mode,
             ssl_root_cert: pick(self.sslrootcert, "PGSSLROOTCERT").map(PathBuf::from),
@@ -672,6 +677,12 @@ mod tests {
         assert_eq!(c.port, 6000);
         assert_eq!(c.password.as_deref(), Some("envpw"));
         assert_eq!(c.ssl_mode, SslMode::Disable);
+        // An empty password is no password, as in libpq.
+        let empty = |k: &str| (k == "PGPASSWORD").then(String::new);
+        let c = ConnectConfig::parse_with_env("host=h user=u", &empty).unwrap();
+        assert_eq!(c.password, None);
+        let c = ConnectConfig::parse_with_env("host=h user=u password=''", &no_env).unwrap();
+        assert_eq!(c.password, None);
         // The DSN wins over the environment.
         let c = ConnectConfig::parse_with_env("host=h user=u password=p port=1", &env).unwrap();
         assert_eq!((c.user.as_str(), c.port), ("u", 1));

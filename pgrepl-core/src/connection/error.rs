@@ -167,11 +167,14 @@ pub enum Error {
         /// host:port.
         endpoint: String,
     },
-    /// The server ended a replication stream with CopyDone.
-    #[error("{endpoint} ended the replication stream (CopyDone)")]
+    /// The server ended a replication stream: with CopyDone, or with the CommandComplete a
+    /// walsender sends when it stops because the server is shutting down.
+    #[error("{endpoint} ended the replication stream: {reason}")]
     StreamEnded {
         /// host:port.
         endpoint: String,
+        /// How it ended.
+        reason: &'static str,
     },
     /// A caller passed an argument that cannot be sent (an invalid slot or publication name, a
     /// statement with a NUL byte).

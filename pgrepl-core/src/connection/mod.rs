@@ -311,16 +311,7 @@ impl Connection {
             let msg =
                 BackendMessage::parse(tag, body).map_err(|source| self.protocol_error(source))?;
             match msg {
-                BackendMessage::NoticeResponse(n) => {
-                    tracing::info!(
-                        server = %self.endpoint,
-                        severity = %n.severity,
-                        code = %n.code,
-                        detail = n.detail.as_deref().unwrap_or(""),
-                        "{}",
-                        n.message
-                    );
-                }
+                BackendMessage::NoticeResponse(n) => log_notice(&self.endpoint, &n),
                 BackendMessage::ParameterStatus { name, value } => {
                     self.parameters.insert(name, value);
                 }
@@ -479,6 +470,17 @@ impl Connection {
             endpoint: self.endpoint.clone(),
             source,
         }
+    }
+}
+
+/// A NoticeResponse, to `tracing`: the server's WARNINGs as warnings, the rest (NOTICE, INFO,
+/// LOG, DEBUG) as information.
+fn log_notice(endpoint: &str, n: &ErrorFields) {
+    let detail = n.detail.as_deref().unwrap_or("");
+    if n.severity == "WARNING" {
+        tracing::warn!(server = %endpoint, severity = %n.severity, code = %n.code, detail, "{}", n.message);
+    } else {
+        tracing::info!(server = %endpoint, severity = %n.severity, code = %n.code, detail, "{}", n.message);
     }
 }
 

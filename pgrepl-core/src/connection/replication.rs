@@ -12,6 +12,8 @@
 //! less. Options the server cannot honour (`origin` before 16, `two_phase` before 15) are
 //! refused here with a message, instead of failing later inside the stream.
 
+use std::time::Duration;
+
 use super::client::{Client, Row};
 use super::error::{Error, Result};
 use super::{ConnectConfig, Connection, SessionKind};
@@ -56,7 +58,9 @@ pub struct SystemIdentity {
 pub enum SnapshotAction {
     /// Export it for other sessions (`pg_export_snapshot` name returned).
     Export,
-    /// Use it in this session's open transaction.
+    /// Use it in this session's open transaction, which must have been begun with
+    /// `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` and have run no query yet
+    /// (PostgreSQL 18 insists on `READ ONLY`).
     Use,
     /// No snapshot.
     #[default]
@@ -248,6 +252,12 @@ impl ReplicationClient {
         })
     }
 
+    /// The underlying connection: whether it is encrypted, the backend's pid, the server's
+    /// parameters, and [`Connection::set_max_message_len`] for the stream to come.
+    pub fn connection(&mut self) -> &mut Connection {
+        self.client.connection()
+    }
+
     /// The server's `server_version_num`.
     pub fn server_version_num(&mut self) -> u32 {
         self.client.connection().server_version_num().unwrap_or(0)
@@ -278,6 +288,15 @@ impl ReplicationClient {
         options: CreateSlotOptions,
     ) -> Result<CreatedSlot> {
         validate_slot_name(name)?;
+        if options.snapshot == SnapshotAction::Use
+            && self.client.connection_ref().transaction_status() != b'T'
+        {
+            return Err(Error::InvalidArgument(
+                "SNAPSHOT 'use' needs an open transaction on the replication session: run \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY on it first"
+                    .into(),
+            ));
+        }
         let version = self.server_version_num();
         let temporary = if options.temporary { " TEMPORARY" } else { "" };
         let command = if version >= 150_000 {
@@ -328,18 +347,45 @@ impl ReplicationClient {
             .map(|_| ())
     }
 
+    /// The server's `wal_sender_timeout` (`SHOW wal_sender_timeout`); `None` when it is 0
+    /// (no timeout) or cannot be read.
+    pub async fn wal_sender_timeout(&mut self) -> Result<Option<Duration>> {
+        let rows = self.client.simple_query("SHOW wal_sender_timeout").await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get_str(0))
+            .and_then(parse_guc_duration)
+            .filter(|d| !d.is_zero()))
+    }
+
     /// `START_REPLICATION SLOT <slot> LOGICAL <start> (…)`: the session switches to CopyBoth
     /// and becomes a [`ReplicationStream`]. `start` is where the caller has durably applied up
     /// to (the server resumes from the later of it and the slot's confirmed position).
+    ///
+    /// The status interval is capped at a third of the server's `wal_sender_timeout`: while
+    /// the consumer does not poll, the stream reads nothing (that is the backpressure), so it
+    /// cannot see the server's keepalives asking for a reply, and only the timer keeps the
+    /// walsender from ending the session.
     pub async fn start_replication(
         mut self,
         slot: &str,
         start: Lsn,
         options: &PgOutputOptions,
-        settings: StreamSettings,
+        mut settings: StreamSettings,
     ) -> Result<ReplicationStream> {
         let server = self.server_version_num();
         let (command, version) = start_replication_command(slot, start, options, server)?;
+        if let Some(timeout) = self.wal_sender_timeout().await? {
+            let cap = (timeout / 3).max(Duration::from_millis(10));
+            if settings.status_interval > cap {
+                tracing::debug!(
+                    configured = ?settings.status_interval,
+                    wal_sender_timeout = ?timeout,
+                    "standby status interval capped at a third of wal_sender_timeout"
+                );
+                settings.status_interval = cap;
+            }
+        }
         let mut conn = self.client.into_connection();
         postgres_protocol::message::frontend::query(&command, conn.write_buffer())
             .map_err(|e| Error::InvalidArgument(format!("START_REPLICATION: {e}")))?;
@@ -358,6 +404,27 @@ impl ReplicationClient {
     }
 }
 
+/// A time setting as `SHOW` prints it (`0`, `500ms`, `5s`, `1min`, `2h`, `1d`).
+fn parse_guc_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        // A time setting without a unit is in its base unit: milliseconds for this one.
+        "" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(millis_per_unit).map(Duration::from_millis)
+}
+
 fn one_row(mut rows: Vec<Row>, command: &str) -> Result<Row> {
     if rows.len() != 1 {
         return Err(Error::InvalidArgument(format!(
@@ -372,6 +439,22 @@ fn one_row(mut rows: Vec<Row>, command: &str) -> Result<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guc_durations() {
+        assert_eq!(parse_guc_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_guc_duration("1min"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            parse_guc_duration("1500ms"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_guc_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_guc_duration("1d"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_guc_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_guc_duration("x"), None);
+        assert_eq!(parse_guc_duration("5 fortnights"), None);
+        assert_eq!(parse_guc_duration("99999999999999999999d"), None);
+    }
 
     #[test]
     fn slot_names_follow_postgres_rules() {

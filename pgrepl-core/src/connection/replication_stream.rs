@@ -11,7 +11,9 @@
 //! [`StreamSettings::max_buffered_bytes`] bytes of WAL data), so it never reads ahead of its
 //! consumer without bound: when the consumer is slow, TCP pushes back on the server. The task
 //! keeps answering the server while the consumer is busy, so a long apply does not trip
-//! `wal_sender_timeout`.
+//! `wal_sender_timeout`. While it waits for room it reads nothing, so it cannot see a keepalive
+//! that asks for a reply: only its timer speaks for it then, which is why the status interval is
+//! capped at a third of the server's `wal_sender_timeout` when the stream starts.
 //!
 //! **Feedback.** A standby status update carries three positions. *write* is the end of the
 //! WAL received so far; *flush* and *apply* are what the consumer reported with
@@ -21,10 +23,19 @@
 //! every [`StreamSettings::status_interval`], at once when a keepalive asks for a reply, and when
 //! the consumer calls [`ReplicationStream::send_status_now`].
 //!
-//! **Endings.** Every ending is an error item, then the end of the stream: the server's
-//! CopyDone ([`Error::StreamEnded`]), its ErrorResponse (for example `57P01` when it shuts down),
-//! a dropped connection ([`Error::Closed`] / [`Error::Io`]) — all retryable — or a protocol or
-//! decoding error, which is not.
+//! **Endings.** Every ending is an error item, then the end of the stream. Retryable: the
+//! server's CopyDone, or the CommandComplete of a walsender that stops because the server shuts
+//! down ([`Error::StreamEnded`]); an ErrorResponse of a retryable class (for example `57P01`
+//! when the walsender is terminated); a dropped connection ([`Error::Closed`] /
+//! [`Error::Io`]), which is what a crash looks like. Not retryable: other server errors, and
+//! protocol or decoding errors.
+//!
+//! **Server shutdown.** A fast or smart shutdown waits for each walsender until the flush
+//! position its client reports reaches everything it sent; the walsender asks for it with
+//! keepalives whose `wal_end` is that position. A consumer with nothing in flight reports the
+//! keepalive's `wal_end` as flushed (it is safe: no transaction is open), and the stream then
+//! ends with [`Error::StreamEnded`]. A consumer that never does holds the shutdown up: the
+//! stream's status updates keep the walsender from timing out.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,7 +46,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use postgres_protocol::message::frontend;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc};
 use tokio::task::JoinHandle;
 
 use super::Connection;
@@ -49,6 +60,8 @@ use crate::{Lsn, PgTimestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamSettings {
     /// How often a standby status update is sent when nothing else triggers one.
+    /// [`ReplicationClient::start_replication`](super::replication::ReplicationClient::start_replication)
+    /// caps it at a third of the server's `wal_sender_timeout`.
     pub status_interval: Duration,
     /// Events decoded ahead of the consumer, at most.
     pub max_buffered_events: usize,
@@ -111,6 +124,7 @@ pub struct ReplicationStream {
     stop: Arc<Notify>,
     task: JoinHandle<()>,
     version: ProtocolVersion,
+    status_interval: Duration,
     finished: bool,
 }
 
@@ -142,6 +156,8 @@ impl ReplicationStream {
         feedback.received.store(start.0, Ordering::Relaxed);
         let status_now = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
+        // A zero period would make tokio's interval panic.
+        let interval = settings.status_interval.max(Duration::from_millis(1));
         let task = StreamTask {
             stop: Arc::clone(&stop),
             conn,
@@ -151,7 +167,7 @@ impl ReplicationStream {
             budget_bytes,
             feedback: Arc::clone(&feedback),
             status_now: Arc::clone(&status_now),
-            interval: settings.status_interval,
+            interval,
         };
         let task = tokio::spawn(task.run());
         ReplicationStream {
@@ -162,6 +178,7 @@ impl ReplicationStream {
             stop,
             task,
             version,
+            status_interval: interval,
             finished: false,
         }
     }
@@ -169,6 +186,12 @@ impl ReplicationStream {
     /// The pgoutput protocol version in use.
     pub fn protocol_version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// The interval of standby status updates in use (after the cap of
+    /// [`StreamSettings::status_interval`]).
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
     }
 
     /// Reports that everything up to `lsn` is durable on the consumer's side. The server may
@@ -200,10 +223,12 @@ impl ReplicationStream {
     }
 
     /// Ends the stream cleanly: a last standby status update with the positions reported so
-    /// far, then CopyDone; waits (briefly) for the task to finish.
+    /// far, CopyDone, and the end of the session. Waits (at most five seconds) until the
+    /// server has closed the connection, so the slot is free for the next
+    /// `START_REPLICATION` when this returns; past that, the connection is dropped.
     pub async fn shutdown(mut self) {
         self.stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
 
     /// The next event; `None` after the stream has ended (an ending is always reported as an
@@ -311,6 +336,17 @@ impl StreamTask {
             BackendMessage::CopyDone => {
                 return Err(Error::StreamEnded {
                     endpoint: self.conn.endpoint().to_owned(),
+                    reason: "the server sent CopyDone",
+                });
+            }
+            // A walsender told to stop (fast or smart shutdown) waits until the flush position
+            // reported covers everything it sent, then ends the COPY with CommandComplete
+            // alone and exits (walsender.c, WalSndDone).
+            BackendMessage::CommandComplete(_) => {
+                return Err(Error::StreamEnded {
+                    endpoint: self.conn.endpoint().to_owned(),
+                    reason: "the walsender stopped (CommandComplete), as it does when the server \
+                             shuts down",
                 });
             }
             BackendMessage::ErrorResponse(fields) => return Err(self.conn.db_error(fields)),
@@ -360,25 +396,47 @@ impl StreamTask {
                 )
             }
         };
-        // Wait for room, still answering the server meanwhile.
+        // Room in the byte budget and a slot in the channel. When the consumer keeps up both
+        // are there at once: take them without a select!, which on a stream of small
+        // messages costs more than decoding them. Otherwise wait, still answering the
+        // server meanwhile.
         let charge = bytes.min(self.budget_bytes);
         let charge32 = u32::try_from(charge).unwrap_or(u32::MAX);
-        let permit = loop {
-            tokio::select! {
-                p = Arc::clone(&self.budget).acquire_many_owned(charge32) => break p,
-                _ = ticker.tick() => self.send_status(false).await?,
-                _ = self.status_now.notified() => self.send_status(false).await?,
-                _ = self.stop.notified() => {
-                    self.finish().await?;
-                    return Ok(Step::Stop);
-                }
-                _ = self.tx.closed() => return Ok(Step::Stop),
+        let have_budget = match self.budget.try_acquire_many(charge32) {
+            Ok(p) => {
+                p.forget();
+                true
             }
+            Err(TryAcquireError::NoPermits) => false,
+            Err(TryAcquireError::Closed) => return Ok(Step::Stop),
         };
-        match permit {
-            Ok(p) => p.forget(),
-            Err(_) => return Ok(Step::Stop),
+        if !have_budget {
+            let permit = loop {
+                tokio::select! {
+                    p = Arc::clone(&self.budget).acquire_many_owned(charge32) => break p,
+                    _ = ticker.tick() => self.send_status(false).await?,
+                    _ = self.status_now.notified() => self.send_status(false).await?,
+                    _ = self.stop.notified() => {
+                        self.finish().await?;
+                        return Ok(Step::Stop);
+                    }
+                    _ = self.tx.closed() => return Ok(Step::Stop),
+                }
+            };
+            match permit {
+                Ok(p) => p.forget(),
+                Err(_) => return Ok(Step::Stop),
+            }
         }
+        let item = Box::new(ItemInner {
+            event: Ok(event),
+            bytes: charge32,
+        });
+        let item = match self.tx.try_send(item) {
+            Ok(()) => return Ok(Step::Continue),
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(Step::Stop),
+        };
         let tx = self.tx.clone();
         let slot = loop {
             tokio::select! {
@@ -393,21 +451,44 @@ impl StreamTask {
         };
         match slot {
             Ok(slot) => {
-                slot.send(Box::new(ItemInner {
-                    event: Ok(event),
-                    bytes: charge32,
-                }));
+                slot.send(item);
                 Ok(Step::Continue)
             }
             Err(_) => Ok(Step::Stop),
         }
     }
 
-    /// A last status update, then CopyDone.
+    /// A last status update, then CopyDone; then the session ends the way the protocol
+    /// says, so that the walsender has released the slot when this returns.
     async fn finish(&mut self) -> Result<()> {
         self.send_status(false).await?;
         frontend::copy_done(self.conn.write_buffer());
-        self.conn.flush().await
+        self.conn.flush().await?;
+        // The server answers with its own CopyDone (after whatever CopyData was already on its
+        // way, which nobody wants any more), CommandComplete and ReadyForQuery.
+        loop {
+            match self.conn.recv().await {
+                Ok(BackendMessage::ReadyForQuery(_)) => break,
+                Ok(BackendMessage::ErrorResponse(fields)) => {
+                    return Err(self.conn.db_error(fields));
+                }
+                Ok(_) => {}
+                Err(Error::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        // Terminate, then wait for the server to close the socket: a backend closes it only
+        // after its shared-memory exit callbacks, which release the slot, so a new
+        // START_REPLICATION on it cannot fail with "slot is active" (55006).
+        frontend::terminate(self.conn.write_buffer());
+        self.conn.flush().await?;
+        loop {
+            match self.conn.recv().await {
+                Ok(_) => {}
+                Err(Error::Closed { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn send_status(&mut self, reply_requested: bool) -> Result<()> {

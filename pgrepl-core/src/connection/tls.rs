@@ -146,7 +146,11 @@ pub(crate) fn describe_handshake_error(cfg: &ConnectConfig, err: &std::io::Error
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>());
     let reason = match inner {
-        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
+        // BadSignature: an issuer with the right name but another key (a different CA that
+        // happens to share the name of a trusted one) — to the user, still an untrusted CA.
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => format!(
             "the server's certificate is not signed by a CA in sslrootcert ({}); check \
              sslrootcert or the server's ssl_cert_file",
             root_source(cfg)
