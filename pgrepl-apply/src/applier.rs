@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  RemoteTxn ─▶ pending (commit order) ─▶ fast path: one pipelined segment per transaction
-//!                   │                        BEGIN; INSERT runs → COPY; UPDATE/DELETE guarded;
-//!                   │                        GUARD; Sync; then one Query: stamp origin + COMMIT
+//!                   │                        PG16+: BEGIN; INSERT runs → COPY; UPDATE/DELETE
+//!                   │                          guarded; GUARD; Sync; Query "stamp; COMMIT"
+//!                   │                        PG15: changes; FINISH (guard, stamp); Sync
 //!                   │
 //!                   └─ a segment fails ─▶ wait for everything in flight (all later ones fail
 //!                                          their guard) ─▶ careful path for the failed one
@@ -23,10 +24,13 @@
 //! ahead of it. Each segment therefore ends with a guard that fails unless the origin's progress
 //! already includes the previous transaction's end LSN — so after a failure every later segment
 //! rolls back too, and they are sent again, in order, after *k* has been applied carefully.
-//! The origin stamp (`pg_replication_origin_xact_setup`) and the COMMIT travel as one simple
-//! Query after every check has passed, and deferred constraints are made immediate, because
-//! PostgreSQL 16+ advances the origin to the stamped LSN even when the transaction then aborts
-//! — also when the connection is lost between the two (see [`statements::COMMIT`]).
+//! On PostgreSQL 16+ the origin stamp (`pg_replication_origin_xact_setup`) and the COMMIT
+//! travel as one simple Query after every check has passed, and deferred constraints are made
+//! immediate, because those servers advance the origin to the stamped LSN even when the
+//! transaction then aborts — also when the connection is lost between the two (see
+//! [`statements::COMMIT`]). PostgreSQL 15 never moves an origin on abort, so there one
+//! statement ([`statements::FINISH_IN_ONE`]) checks, stamps, and the `Sync` commits: two
+//! statements and one round of answers fewer per transaction.
 //!
 //! **Why the fast path is safe.** It only does what the careful path would decide without a
 //! conflict: an UPDATE or DELETE fails (and so falls back) unless it changes exactly one row
@@ -103,6 +107,7 @@ pub(crate) enum Kind {
     DeleteText,
     Begin,
     Guard,
+    FinishInOne,
 }
 
 /// Identifies a prepared statement: the mapping, the kind, and which columns it sets and
@@ -156,6 +161,9 @@ pub struct Applier {
     /// How many transactions may be in the pipeline at once: halved when one fails (each
     /// failure costs a replay of everything behind it), grown by one per success.
     window: usize,
+    /// Whether the target moves origins on abort (PostgreSQL 16+), which makes pipelined
+    /// transactions end with the stamped-COMMIT query.
+    stamped_commit: bool,
     pending_bytes: usize,
     failure: Option<ErrorFields>,
     last_sent_end: Lsn,
@@ -253,6 +261,10 @@ impl Applier {
             .and_then(|r| r.get(0))
             .map_err(conn_err)?;
         let start = start.unwrap_or(Lsn::ZERO);
+        let stamped_commit = client
+            .connection_ref()
+            .server_version_num()
+            .is_none_or(|v| v >= 160_000);
         let meta = Metadata::connect(target, &names.cluster, &names.target).await?;
         LinkStats::raise(&stats.applied_lsn, start);
         LinkStats::raise(&stats.caught_up_lsn, start);
@@ -271,6 +283,7 @@ impl Applier {
                 pending: VecDeque::new(),
                 in_pipeline: 0,
                 window: settings.max_pending_txns.max(1),
+                stamped_commit,
                 pending_bytes: 0,
                 failure: None,
                 last_sent_end: start,
@@ -353,6 +366,17 @@ impl Applier {
             .await
             .map_err(|e| self.conn_err(e))?;
         self.collect()
+    }
+
+    /// [`pump`](Self::pump) without waiting: sends and reads what can be, now.
+    pub fn pump_ready(&mut self) -> Result<(), ApplyError> {
+        self.pipeline.exchange_now().map_err(|e| self.conn_err(e))?;
+        self.collect()
+    }
+
+    /// Bytes written for the target and not yet sent.
+    pub fn pipeline_output(&self) -> usize {
+        self.pipeline.pending_output()
     }
 
     /// Whether a transaction failed on the fast path and everything in flight has answered,
@@ -541,15 +565,17 @@ impl Applier {
 
     async fn emit(&mut self, txn: &Arc<RemoteTxn>) -> Result<Emitted, ApplyError> {
         self.pipeline.begin(Tag::Txn(Arc::clone(txn)), false);
-        let begin = self
-            .pipeline
-            .prepare(&StatementKey::plain(Kind::Begin), || {
-                statements::BEGIN.to_owned()
-            })
-            .map_err(|e| self.conn_err(e))?;
-        self.pipeline
-            .execute(&begin, &[])
-            .map_err(|e| self.conn_err(e))?;
+        if self.stamped_commit {
+            let begin = self
+                .pipeline
+                .prepare(&StatementKey::plain(Kind::Begin), || {
+                    statements::BEGIN.to_owned()
+                })
+                .map_err(|e| self.conn_err(e))?;
+            self.pipeline
+                .execute(&begin, &[])
+                .map_err(|e| self.conn_err(e))?;
+        }
         let mut batch = Batch::None;
         let mut deferrable = false;
         for msg in txn.messages()? {
@@ -605,7 +631,9 @@ impl Applier {
                     // An earlier transaction failed: this one cannot commit; make sure it
                     // rolls back, and send it again later.
                     self.flush_batch(&mut batch)?;
-                    self.pipeline.abandon().map_err(|e| self.conn_err(e))?;
+                    self.pipeline
+                        .abandon(self.stamped_commit)
+                        .map_err(|e| self.conn_err(e))?;
                     return Ok(Emitted::Abandoned);
                 }
             }
@@ -616,30 +644,53 @@ impl Applier {
                 .execute_unnamed(statements::CONSTRAINTS_IMMEDIATE, &[])
                 .map_err(|e| self.conn_err(e))?;
         }
-        let guard = self
-            .pipeline
-            .prepare(&StatementKey::plain(Kind::Guard), || {
-                statements::GUARD.to_owned()
-            })
-            .map_err(|e| self.conn_err(e))?;
         let prev = self.last_sent_end.0.to_be_bytes();
-        let end = txn.end_lsn.to_string();
-        let time = txn.commit_time.to_string();
         let origin = self.names.origin.clone();
-        self.pipeline
-            .execute(
-                &guard,
-                &[
-                    Param::Text(origin.as_bytes()),
-                    Param::Binary(&prev),
-                    Param::Text(end.as_bytes()),
-                    Param::Text(time.as_bytes()),
-                ],
-            )
-            .map_err(|e| self.conn_err(e))?;
-        self.pipeline
-            .end_with(statements::COMMIT)
-            .map_err(|e| self.conn_err(e))?;
+        if self.stamped_commit {
+            let guard = self
+                .pipeline
+                .prepare(&StatementKey::plain(Kind::Guard), || {
+                    statements::GUARD.to_owned()
+                })
+                .map_err(|e| self.conn_err(e))?;
+            let end = txn.end_lsn.to_string();
+            let time = txn.commit_time.to_string();
+            self.pipeline
+                .execute(
+                    &guard,
+                    &[
+                        Param::Text(origin.as_bytes()),
+                        Param::Binary(&prev),
+                        Param::Text(end.as_bytes()),
+                        Param::Text(time.as_bytes()),
+                    ],
+                )
+                .map_err(|e| self.conn_err(e))?;
+            self.pipeline
+                .end_with(statements::COMMIT)
+                .map_err(|e| self.conn_err(e))?;
+        } else {
+            let finish = self
+                .pipeline
+                .prepare(&StatementKey::plain(Kind::FinishInOne), || {
+                    statements::FINISH_IN_ONE.to_owned()
+                })
+                .map_err(|e| self.conn_err(e))?;
+            let end = txn.end_lsn.0.to_be_bytes();
+            let time = txn.commit_time.0.to_be_bytes();
+            self.pipeline
+                .execute(
+                    &finish,
+                    &[
+                        Param::Binary(&end),
+                        Param::Binary(&time),
+                        Param::Text(origin.as_bytes()),
+                        Param::Binary(&prev),
+                    ],
+                )
+                .map_err(|e| self.conn_err(e))?;
+            self.pipeline.end();
+        }
         tracing::trace!(link = %self.names, xid = txn.xid, end = %txn.end_lsn, after = %self.last_sent_end, "sent");
         self.last_sent_end = txn.end_lsn;
         Ok(Emitted::Whole)
@@ -693,9 +744,9 @@ impl Applier {
                 writer.row(out, row, cols);
                 *batch = Batch::Copy(m, writer, binary);
             }
-            Batch::Copy(m, mut writer, binary)
-                if m.id == map.id && copy_format::fits(row, cols, binary) =>
-            {
+            // The formats of a relation's columns do not change within a stream; a row that
+            // does not fit makes the COPY fail, and the careful path takes over.
+            Batch::Copy(m, mut writer, binary) if m.id == map.id => {
                 writer.row(self.pipeline.output(), row, cols);
                 *batch = Batch::Copy(m, writer, binary);
             }

@@ -61,34 +61,55 @@ impl CopyWriter {
     /// Appends one row: the values of `cols`, in that order.
     pub fn row(&mut self, out: &mut BytesMut, values: &TupleData, cols: &[usize]) {
         self.open(out);
-        if self.binary {
-            out.put_i16(i16::try_from(cols.len()).unwrap_or(i16::MAX));
-            for &c in cols {
-                match values.get(c) {
-                    Some(ColumnRef::Binary(v)) | Some(ColumnRef::Text(v)) => {
-                        out.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
-                        out.put_slice(v);
-                    }
-                    _ => out.put_i32(-1),
-                }
-            }
+        // All of the row's columns in order (the usual case): walk the row instead of looking
+        // each column up.
+        let in_order = cols.len() == values.len() && cols.iter().enumerate().all(|(i, &c)| i == c);
+        if in_order {
+            self.put_row(out, values.iter(), cols.len());
         } else {
-            for (i, &c) in cols.iter().enumerate() {
-                if i > 0 {
-                    out.put_u8(b'\t');
-                }
-                match values.get(c) {
-                    Some(ColumnRef::Text(v)) | Some(ColumnRef::Binary(v)) => escape_text(out, v),
-                    _ => out.put_slice(b"\\N"),
-                }
-            }
-            out.put_u8(b'\n');
+            self.put_row(
+                out,
+                cols.iter()
+                    .map(|&c| values.get(c).unwrap_or(ColumnRef::Null)),
+                cols.len(),
+            );
         }
         self.rows += 1;
         if let Some(at) = self.open_at
             && out.len().saturating_sub(at) >= MESSAGE_TARGET
         {
             self.close(out);
+        }
+    }
+
+    fn put_row<'a>(
+        &self,
+        out: &mut BytesMut,
+        values: impl Iterator<Item = ColumnRef<'a>>,
+        count: usize,
+    ) {
+        if self.binary {
+            out.put_i16(i16::try_from(count).unwrap_or(i16::MAX));
+            for v in values {
+                match v {
+                    ColumnRef::Binary(v) | ColumnRef::Text(v) => {
+                        out.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                        out.put_slice(v);
+                    }
+                    ColumnRef::Null | ColumnRef::UnchangedToast => out.put_i32(-1),
+                }
+            }
+        } else {
+            for (i, v) in values.enumerate() {
+                if i > 0 {
+                    out.put_u8(b'\t');
+                }
+                match v {
+                    ColumnRef::Text(v) | ColumnRef::Binary(v) => escape_text(out, v),
+                    ColumnRef::Null | ColumnRef::UnchangedToast => out.put_slice(b"\\N"),
+                }
+            }
+            out.put_u8(b'\n');
         }
     }
 

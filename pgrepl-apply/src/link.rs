@@ -223,57 +223,60 @@ impl Link {
             .await
             .map_err(source_err)?;
         let spool = Spool::new(cfg.spool_dir.clone())?;
-        let mut assembler = Assembler::new(&names.source, stream.protocol_version(), spool);
+        let assembler = Assembler::new(&names.source, stream.protocol_version(), spool);
         stats.set_state(LinkState::Streaming);
         tracing::info!(link = %names, start = %start, server, "streaming");
 
-        let mut progress = tokio::time::interval(cfg.progress_interval);
-        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut idle_position = start;
+        let mut next_progress = tokio::time::Instant::now() + cfg.progress_interval;
+        let mut session = Session {
+            stats: Arc::clone(stats),
+            assembler,
+            idle_position: start,
+        };
         let mut reported = start;
         let mut last_status = Instant::now();
         loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => break,
-                r = applier.pump(), if applier.wants_io() => r?,
-                ev = stream.next_event(), if applier.has_room() => {
-                    let Some(ev) = ev else {
-                        return Err(ApplyError::Unexpected {
-                            source_node: names.source.clone(),
-                            what: "the replication stream ended without an error".into(),
-                        });
-                    };
-                    match ev.map_err(source_err)? {
-                        ReplicationEvent::Keepalive { wal_end, .. } => {
-                            LinkStats::raise(&stats.received_lsn, wal_end);
-                            if assembler.is_idle() {
-                                idle_position = idle_position.max(wal_end);
-                            }
-                        }
-                        ReplicationEvent::Message { message, raw, wal_end, .. } => {
-                            LinkStats::raise(&stats.received_lsn, wal_end);
-                            match assembler.push(message, &raw)? {
-                                Assembled::Txn(txn) => {
-                                    LinkStats::raise(&stats.received_lsn, txn.end_lsn);
-                                    if matches!(txn.body, crate::transaction::TxnBody::Spooled(_)) {
-                                        stats.streamed_txns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                    }
-                                    applier.push(txn).await?;
-                                }
-                                Assembled::Skipped { end_lsn, foreign } => {
-                                    LinkStats::raise(&stats.received_lsn, end_lsn);
-                                    if foreign {
-                                        stats.skipped_txns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                    }
-                                    idle_position = idle_position.max(end_lsn);
-                                }
-                                Assembled::Nothing => {}
-                            }
-                        }
+            // Take what the stream already has, up to a budget, before talking to the target:
+            // many transactions then travel in one write, and the server reads them in one go.
+            let mut budget = EVENT_BUDGET;
+            while budget > 0 && applier.has_room() && applier.pipeline_output() < OUTPUT_BATCH {
+                let Some(ev) = stream.try_next_event() else {
+                    break;
+                };
+                session
+                    .handle(&mut applier, ev.map_err(source_err)?)
+                    .await?;
+                budget -= 1;
+            }
+            if budget == EVENT_BUDGET
+                || !applier.has_room()
+                || applier.pipeline_output() >= OUTPUT_BATCH
+            {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    r = applier.pump(), if applier.wants_io() => r?,
+                    ev = stream.next_event(), if applier.has_room() => {
+                        let Some(ev) = ev else {
+                            return Err(ApplyError::Unexpected {
+                                source_node: names.source.clone(),
+                                what: "the replication stream ended without an error".into(),
+                            });
+                        };
+                        session.handle(&mut applier, ev.map_err(source_err)?).await?;
                     }
+                    _ = tokio::time::sleep_until(next_progress) => {}
                 }
-                _ = progress.tick() => applier.request_progress()?,
+            } else if applier.wants_io() {
+                // Events are flowing: send what they produced, and read answers, without waiting.
+                applier.pump_ready()?;
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            if tokio::time::Instant::now() >= next_progress {
+                applier.request_progress()?;
+                next_progress = tokio::time::Instant::now() + cfg.progress_interval;
             }
             if applier.needs_recovery() {
                 applier.recover().await?;
@@ -281,8 +284,8 @@ impl Link {
             if applier.can_send() {
                 applier.emit_waiting().await?;
             }
-            let flush = flush_position(&applier, &assembler, idle_position);
-            if assembler.is_idle() && applier.is_drained() {
+            let flush = flush_position(&applier, &session.assembler, session.idle_position);
+            if session.assembler.is_idle() && applier.is_drained() {
                 LinkStats::raise(&stats.caught_up_lsn, flush);
             }
             if flush > reported {
@@ -300,11 +303,74 @@ impl Link {
         if let Ok(Err(e)) = &drained {
             tracing::warn!(link = %names, error = %e, "while stopping");
         }
-        let flush = flush_position(&applier, &assembler, idle_position);
+        let flush = flush_position(&applier, &session.assembler, session.idle_position);
         stream.set_flushed(flush);
         LinkStats::raise(&stats.flushed_lsn, flush);
         stream.shutdown().await;
         tracing::info!(link = %names, flushed = %flush, "stopped");
+        Ok(())
+    }
+}
+
+/// Events taken from the stream in a row before the target is served.
+const EVENT_BUDGET: usize = 256;
+
+/// Output to the target gathered before it is sent.
+const OUTPUT_BATCH: usize = 256 * 1024;
+
+/// What one session tracks about the source's stream.
+struct Session {
+    stats: Arc<LinkStats>,
+    assembler: Assembler,
+    /// The furthest source position known to hold nothing more for this link while the
+    /// assembler was idle (a keepalive's WAL end, a skipped transaction's end).
+    idle_position: Lsn,
+}
+
+impl Session {
+    async fn handle(
+        &mut self,
+        applier: &mut Applier,
+        ev: ReplicationEvent,
+    ) -> Result<(), ApplyError> {
+        let stats = &self.stats;
+        match ev {
+            ReplicationEvent::Keepalive { wal_end, .. } => {
+                LinkStats::raise(&stats.received_lsn, wal_end);
+                if self.assembler.is_idle() {
+                    self.idle_position = self.idle_position.max(wal_end);
+                }
+            }
+            ReplicationEvent::Message {
+                message,
+                raw,
+                wal_end,
+                ..
+            } => {
+                LinkStats::raise(&stats.received_lsn, wal_end);
+                match self.assembler.push(message, &raw)? {
+                    Assembled::Txn(txn) => {
+                        LinkStats::raise(&stats.received_lsn, txn.end_lsn);
+                        if matches!(txn.body, crate::transaction::TxnBody::Spooled(_)) {
+                            stats
+                                .streamed_txns
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        applier.push(txn).await?;
+                    }
+                    Assembled::Skipped { end_lsn, foreign } => {
+                        LinkStats::raise(&stats.received_lsn, end_lsn);
+                        if foreign {
+                            stats
+                                .skipped_txns
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        self.idle_position = self.idle_position.max(end_lsn);
+                    }
+                    Assembled::Nothing => {}
+                }
+            }
+        }
         Ok(())
     }
 }

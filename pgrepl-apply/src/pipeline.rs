@@ -177,15 +177,26 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
     }
 
     /// Closes the open transaction segment so that it certainly rolls back: used when a
-    /// transaction cannot be finished (its predecessor failed).
-    pub fn abandon(&mut self) -> Result<(), ConnError> {
+    /// transaction cannot be finished (its predecessor failed). `in_block`: the segment began
+    /// with BEGIN, so its end is a query rather than the `Sync` alone.
+    pub fn abandon(&mut self, in_block: bool) -> Result<(), ConnError> {
         self.execute_unnamed("SELECT 1 / 0 /* pgrepl: abandoned transaction */", &[])?;
-        self.end_with("ROLLBACK")
+        if in_block {
+            self.end_with("ROLLBACK")
+        } else {
+            self.end();
+            Ok(())
+        }
     }
 
     /// Sends and receives; cancel-safe.
     pub async fn exchange(&mut self) -> Result<(), ConnError> {
         self.client.connection().exchange().await
+    }
+
+    /// Sends and receives what can be, without waiting.
+    pub fn exchange_now(&mut self) -> Result<bool, ConnError> {
+        self.client.connection().exchange_now()
     }
 
     /// Sends everything written so far and waits until it is out.

@@ -191,6 +191,16 @@ pub const GUARD: &str = "SELECT 1 / (coalesce(pg_catalog.pg_replication_origin_p
      pg_catalog.set_config('pgrepl.end_lsn', $3, true), \
      pg_catalog.set_config('pgrepl.commit_time', $4, true)";
 
+/// Ends a pipelined transaction in one statement, for servers whose aborts never move a
+/// replication origin (PostgreSQL 15 and older): the guard of [`GUARD`] in the `WHERE` clause
+/// — evaluated first, so a failing guard never reaches the stamp — then the origin stamp; the
+/// segment's `Sync` commits. Parameters: end LSN (pg_lsn, binary), commit time (timestamptz,
+/// binary), origin name, the previous transaction's end LSN (pg_lsn, binary).
+pub const FINISH_IN_ONE: &str = "SELECT pg_catalog.pg_current_xact_id(), \
+     pg_catalog.pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz) \
+     WHERE 1 / (coalesce(pg_catalog.pg_replication_origin_progress($3, false), '0/0'::pg_lsn) \
+     >= $4::pg_lsn)::int = 1";
+
 /// [`GUARD`] without the guard, for the careful path (which runs alone).
 /// Parameters: the end LSN (text), the commit time (text, RFC 3339).
 pub const STAMP: &str = "SELECT pg_catalog.pg_current_xact_id(), \
@@ -205,6 +215,7 @@ pub const PREPARE_ORIGIN_STAMP: &str = "PREPARE pgrepl_origin_stamp AS \
 
 /// Commits a remote transaction with its origin LSN and commit time — as one simple Query, so
 /// that `pg_replication_origin_xact_setup` and the COMMIT arrive and run together or not at all.
+/// Used on PostgreSQL 16 and later, and by the careful path everywhere.
 ///
 /// This matters because the LSN given to `pg_replication_origin_xact_setup` is session state
 /// that PostgreSQL 16 and later also applies when a transaction *aborts*: had it run in a

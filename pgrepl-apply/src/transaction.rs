@@ -21,11 +21,57 @@ use pgrepl_core::{Lsn, PgTimestamp};
 use crate::error::ApplyError;
 use crate::spool::{Spool, SpooledTxn};
 
+/// Messages kept in memory, in chunks so that a long transaction never moves what it already
+/// holds when it grows.
+#[derive(Debug, Default)]
+pub struct MessageChunks {
+    chunks: Vec<Vec<LogicalMessage>>,
+}
+
+/// Messages per chunk.
+const CHUNK: usize = 512;
+
+impl MessageChunks {
+    /// Appends a message.
+    pub fn push(&mut self, message: LogicalMessage) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(message),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(message);
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    /// The messages in order.
+    pub fn iter(&self) -> impl Iterator<Item = &LogicalMessage> + Send {
+        self.chunks.iter().flatten()
+    }
+
+    fn into_relations(self) -> impl Iterator<Item = LogicalMessage> {
+        self.chunks
+            .into_iter()
+            .flatten()
+            .filter(|m| matches!(m, LogicalMessage::Relation(_)))
+    }
+}
+
+impl From<Vec<LogicalMessage>> for MessageChunks {
+    fn from(messages: Vec<LogicalMessage>) -> Self {
+        let mut chunks = MessageChunks::default();
+        for m in messages {
+            chunks.push(m);
+        }
+        chunks
+    }
+}
+
 /// Where a transaction's messages are.
 #[derive(Debug)]
 pub enum TxnBody {
     /// In memory.
-    Memory(Vec<LogicalMessage>),
+    Memory(MessageChunks),
     /// In a spool file (a streamed transaction).
     Spooled(SpooledTxn),
 }
@@ -83,7 +129,7 @@ pub enum Assembled {
 struct OpenTxn {
     xid: u32,
     commit_time: PgTimestamp,
-    messages: Vec<LogicalMessage>,
+    messages: MessageChunks,
     changes: u64,
     bytes: usize,
 }
@@ -150,7 +196,7 @@ impl Assembler {
                 self.open = Some(OpenTxn {
                     xid: b.xid,
                     commit_time: b.commit_time,
-                    messages: std::mem::take(&mut self.pending_relations),
+                    messages: std::mem::take(&mut self.pending_relations).into(),
                     changes: 0,
                     bytes: 0,
                 });
@@ -194,11 +240,8 @@ impl Assembler {
                 };
                 let foreign = self.filter.end(None);
                 if foreign || open.changes == 0 {
-                    self.pending_relations.extend(
-                        open.messages
-                            .into_iter()
-                            .filter(|m| matches!(m, M::Relation(_))),
-                    );
+                    self.pending_relations
+                        .extend(open.messages.into_relations());
                     return Ok(Assembled::Skipped {
                         end_lsn: c.end_lsn,
                         foreign,

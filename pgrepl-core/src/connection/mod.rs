@@ -352,6 +352,17 @@ impl Connection {
         std::future::poll_fn(|cx| self.poll_exchange(cx)).await
     }
 
+    /// [`exchange`](Self::exchange) without waiting: sends what the socket takes and reads
+    /// what has arrived, now. Returns whether anything moved.
+    pub fn exchange_now(&mut self) -> Result<bool> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.poll_exchange(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => Ok(true),
+            std::task::Poll::Ready(Err(e)) => Err(e),
+            std::task::Poll::Pending => Ok(false),
+        }
+    }
+
     fn poll_exchange(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
         use std::future::Future;
         use std::pin::Pin;

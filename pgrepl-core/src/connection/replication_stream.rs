@@ -118,6 +118,7 @@ struct Feedback {
 #[derive(Debug)]
 pub struct ReplicationStream {
     events: mpsc::Receiver<ItemBox>,
+    ready: std::collections::VecDeque<Result<ReplicationEvent>>,
     budget: Arc<Semaphore>,
     feedback: Arc<Feedback>,
     status_now: Arc<Notify>,
@@ -129,13 +130,18 @@ pub struct ReplicationStream {
 }
 
 /// `Item` boxed so the channel's slots stay small.
-type ItemBox = Box<ItemInner>;
+type ItemBox = Batch;
 
+/// Events decoded from what one read brought, handed over together: one channel operation
+/// (and at most one wake-up) for many small messages.
 #[derive(Debug)]
-struct ItemInner {
-    event: Result<ReplicationEvent>,
+struct Batch {
+    events: Vec<Result<ReplicationEvent>>,
     bytes: u32,
 }
+
+/// Events in one batch, at most.
+const BATCH_EVENTS: usize = 256;
 
 impl ReplicationStream {
     pub(crate) fn spawn(
@@ -144,7 +150,10 @@ impl ReplicationStream {
         start: Lsn,
         settings: StreamSettings,
     ) -> ReplicationStream {
-        let capacity = settings.max_buffered_events.max(1);
+        // Batches of up to half the event limit: the channel holds at most the limit, and one
+        // more batch may wait decoded for room.
+        let batch_events = (settings.max_buffered_events / 2).clamp(1, BATCH_EVENTS);
+        let capacity = settings.max_buffered_events.div_ceil(batch_events).max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let budget_bytes = settings
             .max_buffered_bytes
@@ -159,6 +168,7 @@ impl ReplicationStream {
         // A zero period would make tokio's interval panic.
         let interval = settings.status_interval.max(Duration::from_millis(1));
         let task = StreamTask {
+            batch_events,
             stop: Arc::clone(&stop),
             conn,
             decoder: Decoder::new(version),
@@ -172,6 +182,7 @@ impl ReplicationStream {
         let task = tokio::spawn(task.run());
         ReplicationStream {
             events: rx,
+            ready: std::collections::VecDeque::new(),
             budget,
             feedback,
             status_now,
@@ -237,24 +248,54 @@ impl ReplicationStream {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ReplicationEvent>>> {
-        if self.finished {
-            return Poll::Ready(None);
+    /// The next event if one is already buffered, without waiting: `None` when none is (or
+    /// the stream has ended — [`next_event`](Self::next_event) tells which).
+    pub fn try_next_event(&mut self) -> Option<Result<ReplicationEvent>> {
+        if let Some(event) = self.take_ready() {
+            return Some(event);
         }
-        match self.events.poll_recv(cx) {
-            Poll::Ready(Some(item)) => {
-                let ItemInner { event, bytes } = *item;
-                self.budget.add_permits(bytes as usize);
-                if event.is_err() {
+        if self.finished {
+            return None;
+        }
+        match self.events.try_recv() {
+            Ok(batch) => {
+                self.receive(batch);
+                self.take_ready()
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn receive(&mut self, batch: Batch) {
+        self.budget.add_permits(batch.bytes as usize);
+        self.ready.extend(batch.events);
+    }
+
+    fn take_ready(&mut self) -> Option<Result<ReplicationEvent>> {
+        let event = self.ready.pop_front()?;
+        if event.is_err() {
+            self.finished = true;
+            self.ready.clear();
+        }
+        Some(event)
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<ReplicationEvent>>> {
+        loop {
+            if let Some(event) = self.take_ready() {
+                return Poll::Ready(Some(event));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match self.events.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.receive(batch),
+                Poll::Ready(None) => {
                     self.finished = true;
+                    return Poll::Ready(None);
                 }
-                Poll::Ready(Some(event))
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(None) => {
-                self.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -274,6 +315,7 @@ impl Drop for ReplicationStream {
 }
 
 struct StreamTask {
+    batch_events: usize,
     conn: Connection,
     decoder: Decoder,
     tx: mpsc::Sender<ItemBox>,
@@ -297,10 +339,10 @@ impl StreamTask {
             // The consumer may be gone; then there is nobody to tell.
             let _ = self
                 .tx
-                .send(Box::new(ItemInner {
-                    event: Err(e),
+                .send(Batch {
+                    events: vec![Err(e)],
                     bytes: 0,
-                }))
+                })
                 .await;
         }
     }
@@ -310,11 +352,41 @@ impl StreamTask {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate
         loop {
-            // Deliver everything already buffered before reading more.
-            while let Some(msg) = self.conn.try_recv_buffered()? {
-                if let Step::Stop = self.handle(msg, &mut ticker).await? {
-                    return Ok(());
+            // Decode everything already buffered (up to a batch) before reading more, and hand
+            // it over in one piece. An error ends the stream after what came before it.
+            let mut events = Vec::new();
+            let mut bytes = 0usize;
+            let mut failure = None;
+            while events.len() < self.batch_events && bytes < self.budget_bytes / 2 + 1 {
+                let msg = match self.conn.try_recv_buffered() {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => break,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                match self.decode(msg, &mut ticker).await {
+                    Ok((event, size)) => {
+                        events.push(Ok(event));
+                        bytes = bytes.saturating_add(size);
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
+            }
+            if !events.is_empty()
+                && let Step::Stop = self.deliver(events, bytes, &mut ticker).await?
+            {
+                return Ok(());
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if self.conn.buffered_read_len() > 0 && bytes > 0 {
+                continue;
             }
             tokio::select! {
                 read = self.conn.fill() => read?,
@@ -326,11 +398,12 @@ impl StreamTask {
         }
     }
 
-    async fn handle(
+    /// One event from one message, with its size for the byte budget.
+    async fn decode(
         &mut self,
         msg: BackendMessage,
         ticker: &mut tokio::time::Interval,
-    ) -> Result<Step> {
+    ) -> Result<(ReplicationEvent, usize)> {
         let payload = match msg {
             BackendMessage::CopyData(payload) => payload,
             BackendMessage::CopyDone => {
@@ -396,10 +469,19 @@ impl StreamTask {
                 )
             }
         };
+        Ok((event, bytes))
+    }
+
+    /// Hands a batch to the consumer once there is room for it, still answering the server
+    /// meanwhile.
+    async fn deliver(
+        &mut self,
+        events: Vec<Result<ReplicationEvent>>,
+        bytes: usize,
+        ticker: &mut tokio::time::Interval,
+    ) -> Result<Step> {
         // Room in the byte budget and a slot in the channel. When the consumer keeps up both
-        // are there at once: take them without a select!, which on a stream of small
-        // messages costs more than decoding them. Otherwise wait, still answering the
-        // server meanwhile.
+        // are there at once: take them without a select!, which costs more than decoding.
         let charge = bytes.min(self.budget_bytes);
         let charge32 = u32::try_from(charge).unwrap_or(u32::MAX);
         let have_budget = match self.budget.try_acquire_many(charge32) {
@@ -428,10 +510,10 @@ impl StreamTask {
                 Err(_) => return Ok(Step::Stop),
             }
         }
-        let item = Box::new(ItemInner {
-            event: Ok(event),
+        let item = Batch {
+            events,
             bytes: charge32,
-        });
+        };
         let item = match self.tx.try_send(item) {
             Ok(()) => return Ok(Step::Continue),
             Err(mpsc::error::TrySendError::Full(item)) => item,
