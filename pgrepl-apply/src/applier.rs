@@ -94,6 +94,9 @@ impl Default for ApplierSettings {
 pub(crate) enum Tag {
     Txn(Arc<RemoteTxn>),
     Progress,
+    /// One statement of the careful path, which waits for these itself: its number, and the
+    /// table it concerns (for the error).
+    Careful(u64, Arc<str>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,6 +173,10 @@ pub struct Applier {
     applied: Lsn,
     durable: Lsn,
     progress_in_flight: bool,
+    /// The careful path's statements sent so far (each one's number in its [`Tag::Careful`]).
+    pub(crate) careful_sent: u64,
+    /// The first error among the careful path's statements not yet reported, with its table.
+    pub(crate) careful_error: Option<(Arc<str>, ErrorFields)>,
 }
 
 pub(crate) fn param(v: ColumnRef<'_>) -> Param<'_> {
@@ -290,6 +297,8 @@ impl Applier {
                 applied: start,
                 durable: start,
                 progress_in_flight: false,
+                careful_sent: 0,
+                careful_error: None,
             },
             start,
         ))
@@ -428,6 +437,8 @@ impl Applier {
                     }
                 }
                 Tag::Txn(txn) => self.txn_completed(&txn, seg.error)?,
+                // Only ever in flight while the careful path runs, which collects its own.
+                Tag::Careful(..) => {}
             }
         }
         Ok(())
@@ -452,7 +463,9 @@ impl Applier {
                 self.committed(txn);
             }
             (Some(e), false) => {
-                self.window = (self.window / 2).max(4);
+                // Down to one: in a run of conflicts, every transaction sent behind a failing
+                // one is work done twice (on PostgreSQL 15 it even runs to its guard).
+                self.window = (self.window / 2).max(1);
                 tracing::debug!(end = %txn.end_lsn, front = ?self.pending.front().map(|t| t.xid),
                     link = %self.names,
                     xid = txn.xid,

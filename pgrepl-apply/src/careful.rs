@@ -18,20 +18,34 @@
 //! the same transaction. A resolver's `error` rolls the transaction back, records the conflict
 //! in a transaction of its own (with the origin's transaction state reset, so that record can
 //! never advance the origin past the transaction it is about), and stops the link.
+//!
+//! Round trips are what a careful transaction costs, so only questions wait for an answer:
+//! every statement travels in a segment of its own on the session's pipeline, writes (and the
+//! BEGIN, the history rows) are sent without waiting and go out together with the next probe,
+//! independent probes are sent together, and the origin stamp travels with the COMMIT. A
+//! failing write fails everything after it in the transaction block, so the first error is the
+//! one reported, wherever the path was when it arrived.
+
+use std::sync::Arc;
 
 use pgrepl_conflict::{Conflict, ConflictKind, Resolution, RowVersion};
 use pgrepl_core::PgTimestamp;
-use pgrepl_core::connection::{Error as ConnError, Param, Row};
+use pgrepl_core::connection::{Error as ConnError, ErrorFields, Param};
 use pgrepl_core::pgoutput::{
     ColumnRef, Delete, Insert, LogicalMessage, OldTuple, TupleData, Update,
 };
 
-use crate::applier::{Applier, param, set_columns, value};
+use bytes::Bytes;
+
+use crate::applier::{Applier, Tag, param, set_columns, value};
 use crate::error::{ApplyError, ConflictStop};
 use crate::history;
 use crate::relation_map::RelationMap;
 use crate::statements::{self, Match};
 use crate::transaction::RemoteTxn;
+
+/// The table an error of a conflict-history insert concerns.
+const HISTORY_TABLE: &str = "pgrepl.conflict_history";
 
 /// A local row as a probe returns it.
 #[derive(Debug, Clone)]
@@ -70,22 +84,175 @@ impl From<ApplyError> for Stop {
     }
 }
 
-fn parse_local(row: &Row) -> Result<LocalRow, ConnError> {
-    let unix_micros: Option<i64> = row.get(1)?;
-    let roident: Option<u32> = row.get(2)?;
-    Ok(LocalRow {
-        ctid: row.get(0)?,
-        commit_time: unix_micros.and_then(PgTimestamp::from_unix_micros),
-        roident,
-        json: row.get(3)?,
-    })
+/// A malformed answer to a probe (the server broke its own statement's shape).
+fn malformed(applier: &Applier, what: &str) -> ApplyError {
+    ApplyError::Unexpected {
+        source_node: applier.names.source.clone(),
+        what: format!("a careful-path probe returned {what}"),
+    }
 }
 
 fn params_of<'t>(t: &'t TupleData, cols: &[usize]) -> Vec<Param<'t>> {
     cols.iter().map(|&c| param(value(t, c))).collect()
 }
 
+fn text_at(row: &[Option<Bytes>], i: usize) -> Option<&str> {
+    row.get(i)
+        .and_then(Option::as_ref)
+        .and_then(|b| std::str::from_utf8(b).ok())
+}
+
 impl Applier {
+    fn parse_local(&self, row: &[Option<Bytes>]) -> Result<LocalRow, ApplyError> {
+        if row.len() != 4 {
+            return Err(malformed(
+                self,
+                &format!("{} columns instead of 4", row.len()),
+            ));
+        }
+        let ctid = text_at(row, 0).ok_or_else(|| malformed(self, "a row without a ctid"))?;
+        let unix_micros = match text_at(row, 1) {
+            None => None,
+            Some(t) => Some(
+                t.parse::<i64>()
+                    .map_err(|_| malformed(self, "a commit time that is not a number"))?,
+            ),
+        };
+        let roident = match text_at(row, 2) {
+            None => None,
+            Some(t) => Some(
+                t.parse::<u32>()
+                    .map_err(|_| malformed(self, "an origin id that is not a number"))?,
+            ),
+        };
+        Ok(LocalRow {
+            ctid: ctid.to_owned(),
+            commit_time: unix_micros.and_then(PgTimestamp::from_unix_micros),
+            roident,
+            json: text_at(row, 3).unwrap_or("null").to_owned(),
+        })
+    }
+
+    /// Sends `statements` as one segment of the careful path without waiting for the answer
+    /// (closed by `then_query`, a simple query, if given); returns the segment's number for
+    /// [`careful_wait`](Self::careful_wait). `table` names what an error concerns.
+    fn careful_send(
+        &mut self,
+        table: &str,
+        statements: &[(&str, &[Param<'_>])],
+        then_query: Option<&str>,
+    ) -> Result<u64, ApplyError> {
+        self.careful_sent += 1;
+        let seq = self.careful_sent;
+        self.pipeline
+            .begin(Tag::Careful(seq, Arc::from(table)), true);
+        let mut written = Ok(());
+        for (sql, params) in statements {
+            written = self.pipeline.execute_unnamed(sql, params);
+            if written.is_err() {
+                break;
+            }
+        }
+        let closed = match then_query {
+            Some(query) => match self.pipeline.end_with(query) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.pipeline.end();
+                    Err(e)
+                }
+            },
+            None => {
+                self.pipeline.end();
+                Ok(())
+            }
+        };
+        written.and(closed).map_err(|e| self.conn_err(e))?;
+        Ok(seq)
+    }
+
+    /// Sends one statement (see [`careful_send`](Self::careful_send)).
+    fn careful_send_one(
+        &mut self,
+        table: &str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, ApplyError> {
+        self.careful_send(table, &[(sql, params)], None)
+    }
+
+    /// Waits for segment `seq` and returns its rows — or the first error of any segment sent
+    /// before it, which failed the transaction block.
+    async fn careful_wait(
+        &mut self,
+        txn: &RemoteTxn,
+        seq: u64,
+    ) -> Result<Vec<Vec<Option<Bytes>>>, ApplyError> {
+        loop {
+            while let Some(seg) = self
+                .pipeline
+                .next_completed()
+                .map_err(|e| self.conn_err(e))?
+            {
+                let Tag::Careful(done, table) = seg.tag else {
+                    continue;
+                };
+                if let Some(fields) = seg.error
+                    && self.careful_error.is_none()
+                {
+                    self.careful_error = Some((table, fields));
+                }
+                if done >= seq {
+                    if let Some((table, fields)) = self.careful_error.take() {
+                        return Err(self.careful_refused(txn, &table, fields));
+                    }
+                    return Ok(seg.rows);
+                }
+            }
+            self.pipeline
+                .exchange()
+                .await
+                .map_err(|e| self.conn_err(e))?;
+        }
+    }
+
+    fn careful_refused(&mut self, txn: &RemoteTxn, table: &str, fields: ErrorFields) -> ApplyError {
+        if table == HISTORY_TABLE {
+            let hint = if fields.code == "42P01" {
+                " (run `bidir-sync setup` to create pgrepl.conflict_history)"
+            } else {
+                ""
+            };
+            return ApplyError::NotSetUp {
+                node: self.names.target.clone(),
+                what: format!("cannot record a conflict: {}{hint}", fields.message),
+            };
+        }
+        let cause = self.client().connection_ref().db_error(fields);
+        self.refused(txn, table, cause)
+    }
+
+    /// Waits until no segment of the careful path is in flight, forgetting how they ended (after
+    /// a failure, before the rollback).
+    async fn careful_settle(&mut self) -> Result<(), ApplyError> {
+        loop {
+            while self
+                .pipeline
+                .next_completed()
+                .map_err(|e| self.conn_err(e))?
+                .is_some()
+            {}
+            if self.pipeline.in_flight() == 0 {
+                break;
+            }
+            self.pipeline
+                .exchange()
+                .await
+                .map_err(|e| self.conn_err(e))?;
+        }
+        self.careful_error = None;
+        Ok(())
+    }
+
     /// Applies `txn` on the careful path, retrying transient failures a few times.
     pub(crate) async fn apply_carefully(&mut self, txn: &RemoteTxn) -> Result<(), ApplyError> {
         let mut attempt = 0;
@@ -94,11 +261,13 @@ impl Applier {
             match result {
                 Ok(()) => return Ok(()),
                 Err(stop) => {
-                    // Whatever happened, leave no transaction open.
-                    let _ = self.client().batch_execute("ROLLBACK").await;
+                    // Whatever happened, leave nothing in flight and no transaction open.
+                    if self.careful_settle().await.is_ok() {
+                        let _ = self.client().batch_execute("ROLLBACK").await;
+                    }
                     match stop {
                         Stop::Conflict(stop, record) => {
-                            self.record_after_rollback(record).await?;
+                            self.record_after_rollback(txn, record).await?;
                             return Err(ApplyError::Conflict {
                                 target: self.names.target.clone(),
                                 stop,
@@ -144,18 +313,17 @@ impl Applier {
     }
 
     async fn careful_once(&mut self, txn: &RemoteTxn) -> Result<(), Stop> {
+        self.careful_error = None;
         // A failed pipelined transaction leaves its block open (its final query stops at the
         // first statement): end it.
-        if self.client().connection_ref().transaction_status() != b'I' {
-            self.client()
-                .batch_execute("ROLLBACK")
-                .await
-                .map_err(|e| self.conn_err(e))?;
+        let open = self.client().connection_ref().transaction_status() != b'I';
+        let mut start: Vec<(&str, &[Param<'_>])> = Vec::with_capacity(3);
+        if open {
+            start.push(("ROLLBACK", &[]));
         }
-        self.client()
-            .batch_execute("BEGIN; SET CONSTRAINTS ALL IMMEDIATE")
-            .await
-            .map_err(|e| self.conn_err(e))?;
+        start.push(("BEGIN", &[]));
+        start.push((statements::CONSTRAINTS_IMMEDIATE, &[]));
+        self.careful_send("-", &start, None)?;
         for msg in Applier::messages(txn)? {
             let msg = msg?;
             match msg.as_ref() {
@@ -172,59 +340,46 @@ impl Applier {
                     }
                     let refs: Vec<&str> = tables.iter().map(String::as_str).collect();
                     let sql = statements::truncate(&refs, t.restart_identity);
-                    self.client()
-                        .query_params(&sql, &[])
-                        .await
-                        .map_err(|e| self.refused(txn, &tables.join(", "), e))?;
+                    self.careful_send_one(&tables.join(", "), &sql, &[])?;
                 }
                 _ => {}
             }
         }
         let end = txn.end_lsn.to_string();
         let time = txn.commit_time.to_string();
-        self.client()
-            .query_params(
+        // The stamp's settings and the COMMIT query (one message: the origin stamp and the
+        // COMMIT run together or not at all) in one segment.
+        let done = self.careful_send(
+            "-",
+            &[(
                 statements::STAMP,
                 &[Param::Text(end.as_bytes()), Param::Text(time.as_bytes())],
-            )
-            .await
-            .map_err(|e| self.refused(txn, "-", e))?;
-        // One message: the origin stamp and the COMMIT run together or not at all.
-        self.client()
-            .batch_execute(statements::COMMIT)
-            .await
-            .map_err(|e| self.refused(txn, "-", e))?;
+            )],
+            Some(statements::COMMIT),
+        )?;
+        self.careful_wait(txn, done).await?;
         Ok(())
     }
 
-    async fn probe_rows(
-        &mut self,
-        txn: &RemoteTxn,
-        map: &RelationMap,
-        sql: &str,
-        params: &[Param<'_>],
-    ) -> Result<Vec<LocalRow>, ApplyError> {
-        let rows = self
-            .client()
-            .query_params(sql, params)
-            .await
-            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
-        rows.iter()
-            .map(parse_local)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.conn_err(e))
+    /// Locks and reads the local rows `sql` finds (sent by [`careful_send_one`]).
+    async fn probe_rows(&mut self, txn: &RemoteTxn, seq: u64) -> Result<Vec<LocalRow>, ApplyError> {
+        let rows = self.careful_wait(txn, seq).await?;
+        rows.iter().map(|r| self.parse_local(r)).collect()
     }
 
     /// The local rows that hold `tuple`'s values on any unique index (other than the row at
-    /// `except`), each once.
+    /// `except`), each once. `unchanged`: the columns (and their values) by which the row at
+    /// `except` was found — an index on those alone, whose values `tuple` keeps, can only hold
+    /// that row, and is not probed.
     async fn unique_collisions(
         &mut self,
         txn: &RemoteTxn,
         map: &RelationMap,
         tuple: &TupleData,
         except: Option<&str>,
+        unchanged: Option<(&[usize], &TupleData)>,
     ) -> Result<Vec<LocalRow>, ApplyError> {
-        let mut found: Vec<LocalRow> = Vec::new();
+        let mut sent = Vec::new();
         for index in &map.target.unique_indexes {
             let Some(remote_cols) = index
                 .columns
@@ -242,12 +397,23 @@ impl Applier {
             if !fillable {
                 continue;
             }
+            if let Some((matched, old)) = unchanged
+                && remote_cols
+                    .iter()
+                    .all(|c| matched.contains(c) && value(tuple, *c) == value(old, *c))
+            {
+                continue;
+            }
             let sql = statements::probe_unique(map, index, &remote_cols, except.is_some());
             let mut params = params_of(tuple, &remote_cols);
             if let Some(ctid) = except {
                 params.push(Param::Text(ctid.as_bytes()));
             }
-            for row in self.probe_rows(txn, map, &sql, &params).await? {
+            sent.push(self.careful_send_one(&map.target.quoted, &sql, &params)?);
+        }
+        let mut found: Vec<LocalRow> = Vec::new();
+        for seq in sent {
+            for row in self.probe_rows(txn, seq).await? {
                 if !found.iter().any(|f| f.ctid == row.ctid) {
                     found.push(row);
                 }
@@ -256,29 +422,43 @@ impl Applier {
         Ok(found)
     }
 
-    async fn json_of(
+    /// Sends the query for the remote values of `cols` in `tuple` as JSON (see
+    /// [`statements::values_json`]); its answer is read by [`json_of`](Self::json_of).
+    fn send_json(
         &mut self,
-        txn: &RemoteTxn,
         map: &RelationMap,
         tuple: &TupleData,
         cols: &[usize],
-    ) -> Result<String, ApplyError> {
+    ) -> Result<u64, ApplyError> {
         let cols: Vec<usize> = cols
             .iter()
             .copied()
             .filter(|&c| !matches!(value(tuple, c), ColumnRef::UnchangedToast))
             .collect();
         let sql = statements::values_json(map, &cols);
-        let row = self
-            .client()
-            .query_params(&sql, &params_of(tuple, &cols))
-            .await
-            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
-        Ok(row
+        self.careful_send_one(&map.target.quoted, &sql, &params_of(tuple, &cols))
+    }
+
+    async fn json_of(&mut self, txn: &RemoteTxn, seq: u64) -> Result<String, ApplyError> {
+        let rows = self.careful_wait(txn, seq).await?;
+        Ok(rows
             .first()
-            .and_then(|r| r.get_str(0))
+            .and_then(|r| text_at(r, 0))
             .unwrap_or("null")
             .to_owned())
+    }
+
+    /// The key's and the remote row's JSON for a conflict record, in one round trip.
+    async fn jsons(
+        &mut self,
+        txn: &RemoteTxn,
+        map: &RelationMap,
+        key: (&TupleData, &[usize]),
+        remote: (&TupleData, &[usize]),
+    ) -> Result<(String, String), ApplyError> {
+        let k = self.send_json(map, key.0, key.1)?;
+        let r = self.send_json(map, remote.0, remote.1)?;
+        Ok((self.json_of(txn, k).await?, self.json_of(txn, r).await?))
     }
 
     /// Asks the resolver and records the conflict; `Err(Stop::Conflict)` for `error`.
@@ -309,7 +489,7 @@ impl Applier {
             },
             locals: &versions,
         };
-        let resolver = std::sync::Arc::clone(self.resolvers.for_kind(found.kind));
+        let resolver = Arc::clone(self.resolvers.for_kind(found.kind));
         let resolution = resolver.resolve(&conflict);
         self.stats.conflicts.record(found.kind, resolution);
         tracing::info!(
@@ -371,11 +551,14 @@ impl Applier {
                 record,
             ));
         }
-        self.write_history(&record).await?;
+        self.send_history(&record)?;
         Ok(resolution)
     }
 
-    async fn write_history(&mut self, record: &HistoryRecord) -> Result<(), ApplyError> {
+    /// Sends the inserts of `record` into the conflict history (without waiting); returns the
+    /// last segment's number, if any.
+    fn send_history(&mut self, record: &HistoryRecord) -> Result<Option<u64>, ApplyError> {
+        let mut last = None;
         for row in &record.rows {
             // Columns 9, 12 and 13 are binary (timestamptz, timestamptz, pg_lsn); the others text.
             let binaries: Vec<Option<[u8; 8]>> = row
@@ -398,42 +581,37 @@ impl Applier {
                     (_, None, _) => Param::Null,
                 })
                 .collect();
-            self.client()
-                .query_params(history::INSERT_HISTORY, &params)
-                .await
-                .map_err(|e| {
-                    let hint = if e.code() == Some("42P01") {
-                        " (run `bidir-sync setup` to create pgrepl.conflict_history)"
-                    } else {
-                        ""
-                    };
-                    ApplyError::NotSetUp {
-                        node: self.names.target.clone(),
-                        what: format!("cannot record a conflict: {e}{hint}"),
-                    }
-                })?;
+            last = Some(self.careful_send_one(HISTORY_TABLE, history::INSERT_HISTORY, &params)?);
         }
-        Ok(())
+        Ok(last)
     }
 
     /// Records an `error` conflict after the transaction was rolled back, in a transaction of
     /// its own whose commit cannot move the origin.
-    async fn record_after_rollback(&mut self, record: HistoryRecord) -> Result<(), ApplyError> {
-        let client = self.client();
-        client
-            .batch_execute("SELECT pg_catalog.pg_replication_origin_xact_reset(); BEGIN")
-            .await
-            .map_err(|e| self.conn_err(e))?;
-        let written = self.write_history(&record).await;
-        let end = if written.is_ok() {
-            "COMMIT"
-        } else {
-            "ROLLBACK"
-        };
-        self.client()
-            .batch_execute(end)
-            .await
-            .map_err(|e| self.conn_err(e))?;
+    async fn record_after_rollback(
+        &mut self,
+        txn: &RemoteTxn,
+        record: HistoryRecord,
+    ) -> Result<(), ApplyError> {
+        self.careful_error = None;
+        self.careful_send(
+            "-",
+            &[
+                ("SELECT pg_catalog.pg_replication_origin_xact_reset()", &[]),
+                ("BEGIN", &[]),
+            ],
+            None,
+        )?;
+        self.send_history(&record)?;
+        let done = self.careful_send("-", &[("COMMIT", &[])], None)?;
+        let written = self.careful_wait(txn, done).await.map(drop);
+        if written.is_err() {
+            self.careful_settle().await?;
+            self.client()
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| self.conn_err(e))?;
+        }
         written
     }
 
@@ -441,9 +619,9 @@ impl Applier {
         let map = self.map_for(insert.relation_oid).await?;
         let cols = map.writable_columns().to_vec();
         let new = &insert.new;
-        let locals = self.unique_collisions(txn, &map, new, None).await?;
+        let locals = self.unique_collisions(txn, &map, new, None, None).await?;
         if locals.is_empty() {
-            return self.insert_row(txn, &map, new).await;
+            return self.insert_row(&map, new);
         }
         let kind = if locals.len() == 1 {
             ConflictKind::InsertExists
@@ -451,23 +629,26 @@ impl Applier {
             ConflictKind::MultipleUniqueConflicts
         };
         let key_cols = self.key_columns(&map);
+        let (key_json, remote_json) = self
+            .jsons(txn, &map, (new, &key_cols), (new, &cols))
+            .await?;
         let found = Found {
             kind,
             map: &map,
-            key_json: self.json_of(txn, &map, new, &key_cols).await?,
-            remote_json: self.json_of(txn, &map, new, &cols).await?,
+            key_json,
+            remote_json,
             locals: locals.clone(),
         };
         match self.resolve(txn, found).await? {
             Resolution::ApplyRemote if locals.len() == 1 => {
                 let ctid = locals.first().map(|l| l.ctid.clone()).unwrap_or_default();
-                self.update_row(txn, &map, new, &cols, &ctid).await
+                self.update_row(&map, new, &cols, &ctid)
             }
             Resolution::ApplyRemote => {
                 for l in &locals {
-                    self.delete_row(txn, &map, &l.ctid).await?;
+                    self.delete_row(&map, &l.ctid)?;
                 }
-                self.insert_row(txn, &map, new).await
+                self.insert_row(&map, new)
             }
             Resolution::KeepLocal | Resolution::Error => Ok(()),
         }
@@ -482,34 +663,37 @@ impl Applier {
             Match::Equal(&matched)
         };
         let sql = statements::probe(&map, m);
-        let row = self
-            .probe_rows(txn, &map, &sql, &params_of(source, &matched))
-            .await?
-            .into_iter()
-            .next();
+        let probe =
+            self.careful_send_one(&map.target.quoted, &sql, &params_of(source, &matched))?;
+        let row = self.probe_rows(txn, probe).await?.into_iter().next();
         let set = set_columns(&map, &update.new);
-        let key_json = self.json_of(txn, &map, source, &matched).await?;
         let Some(row) = row else {
+            let (key_json, remote_json) = self
+                .jsons(txn, &map, (source, &matched), (&update.new, &set))
+                .await?;
             let found = Found {
                 kind: ConflictKind::UpdateMissing,
                 map: &map,
                 key_json,
-                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                remote_json,
                 locals: vec![],
             };
             let resolution = self.resolve(txn, found).await?;
             let complete = map.writable_columns().len() == set.len();
             if resolution == Resolution::ApplyRemote && complete {
-                return self.insert_row(txn, &map, &update.new).await;
+                return self.insert_row(&map, &update.new);
             }
             return Ok(());
         };
         if !self.is_ours(row.roident) {
+            let (key_json, remote_json) = self
+                .jsons(txn, &map, (source, &matched), (&update.new, &set))
+                .await?;
             let found = Found {
                 kind: ConflictKind::UpdateOriginDiffers,
                 map: &map,
-                key_json: key_json.clone(),
-                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                key_json,
+                remote_json,
                 locals: vec![row.clone()],
             };
             if self.resolve(txn, found).await? != Resolution::ApplyRemote {
@@ -517,7 +701,13 @@ impl Applier {
             }
         }
         let others = self
-            .unique_collisions(txn, &map, &update.new, Some(&row.ctid))
+            .unique_collisions(
+                txn,
+                &map,
+                &update.new,
+                Some(&row.ctid),
+                Some((&matched, source)),
+            )
             .await?;
         if !others.is_empty() {
             let kind = if others.len() == 1 {
@@ -525,25 +715,27 @@ impl Applier {
             } else {
                 ConflictKind::MultipleUniqueConflicts
             };
+            let (key_json, remote_json) = self
+                .jsons(txn, &map, (source, &matched), (&update.new, &set))
+                .await?;
             let found = Found {
                 kind,
                 map: &map,
                 key_json,
-                remote_json: self.json_of(txn, &map, &update.new, &set).await?,
+                remote_json,
                 locals: others.clone(),
             };
             if self.resolve(txn, found).await? != Resolution::ApplyRemote {
                 return Ok(());
             }
             for o in &others {
-                self.delete_row(txn, &map, &o.ctid).await?;
+                self.delete_row(&map, &o.ctid)?;
             }
         }
         if set.is_empty() {
             return Ok(());
         }
-        self.update_row(txn, &map, &update.new, &set, &row.ctid)
-            .await
+        self.update_row(&map, &update.new, &set, &row.ctid)
     }
 
     async fn careful_delete(&mut self, txn: &RemoteTxn, delete: &Delete) -> Result<(), Stop> {
@@ -558,13 +750,12 @@ impl Applier {
             Match::Equal(&matched)
         };
         let sql = statements::probe(&map, m);
-        let row = self
-            .probe_rows(txn, &map, &sql, &params_of(source, &matched))
-            .await?
-            .into_iter()
-            .next();
+        let probe =
+            self.careful_send_one(&map.target.quoted, &sql, &params_of(source, &matched))?;
+        let row = self.probe_rows(txn, probe).await?.into_iter().next();
         let Some(row) = row else {
-            let key_json = self.json_of(txn, &map, source, &matched).await?;
+            let seq = self.send_json(&map, source, &matched)?;
+            let key_json = self.json_of(txn, seq).await?;
             let found = Found {
                 kind: ConflictKind::DeleteMissing,
                 map: &map,
@@ -576,12 +767,14 @@ impl Applier {
             return Ok(());
         };
         if !self.is_ours(row.roident) {
-            let key_json = self.json_of(txn, &map, source, &matched).await?;
             let all: Vec<usize> = (0..map.remote.columns.len()).collect();
+            let (key_json, remote_json) = self
+                .jsons(txn, &map, (source, &matched), (source, &all))
+                .await?;
             let found = Found {
                 kind: ConflictKind::DeleteOriginDiffers,
                 map: &map,
-                remote_json: self.json_of(txn, &map, source, &all).await?,
+                remote_json,
                 key_json,
                 locals: vec![row.clone()],
             };
@@ -589,7 +782,7 @@ impl Applier {
                 return Ok(());
             }
         }
-        self.delete_row(txn, &map, &row.ctid).await
+        self.delete_row(&map, &row.ctid)
     }
 
     /// Whether a row last written by `roident` needs no conflict: this link's origin, or an
@@ -620,24 +813,17 @@ impl Applier {
         }
     }
 
-    async fn insert_row(
-        &mut self,
-        txn: &RemoteTxn,
-        map: &RelationMap,
-        new: &TupleData,
-    ) -> Result<(), Stop> {
+    // The writes: sent without waiting (see the module documentation).
+
+    fn insert_row(&mut self, map: &RelationMap, new: &TupleData) -> Result<(), Stop> {
         let cols = map.writable_columns();
         let sql = statements::insert(map, cols);
-        self.client()
-            .query_params(&sql, &params_of(new, cols))
-            .await
-            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        self.careful_send_one(&map.target.quoted, &sql, &params_of(new, cols))?;
         Ok(())
     }
 
-    async fn update_row(
+    fn update_row(
         &mut self,
-        txn: &RemoteTxn,
         map: &RelationMap,
         new: &TupleData,
         set: &[usize],
@@ -654,24 +840,13 @@ impl Applier {
         let sql = statements::update_by_ctid(map, &set);
         let mut params = params_of(new, &set);
         params.push(Param::Text(ctid.as_bytes()));
-        self.client()
-            .query_params(&sql, &params)
-            .await
-            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        self.careful_send_one(&map.target.quoted, &sql, &params)?;
         Ok(())
     }
 
-    async fn delete_row(
-        &mut self,
-        txn: &RemoteTxn,
-        map: &RelationMap,
-        ctid: &str,
-    ) -> Result<(), Stop> {
+    fn delete_row(&mut self, map: &RelationMap, ctid: &str) -> Result<(), Stop> {
         let sql = statements::delete_by_ctid(map);
-        self.client()
-            .query_params(&sql, &[Param::Text(ctid.as_bytes())])
-            .await
-            .map_err(|e| self.refused(txn, &map.target.quoted, e))?;
+        self.careful_send_one(&map.target.quoted, &sql, &[Param::Text(ctid.as_bytes())])?;
         Ok(())
     }
 }
