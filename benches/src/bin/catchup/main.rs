@@ -425,13 +425,18 @@ fn wait_until(
     }
 }
 
-/// Copies the server logs of a failed or mismatched run next to the results.
+/// Copies the server logs of a failed, timed-out or mismatched run next to the results: the
+/// first and last MiB of each (a pgrepl run that keeps failing statements can log gigabytes).
 fn save_logs(nodes: &[Node], p: &Params, tag: &str) {
+    const KEEP: usize = 1 << 20;
     let _ = std::fs::create_dir_all(&p.results_dir);
     for n in nodes {
-        let _ = std::fs::copy(
-            n.cluster.log_path(),
+        let Ok(text) = head_and_tail(n.cluster.log_path(), KEEP) else {
+            continue;
+        };
+        let _ = std::fs::write(
             p.results_dir.join(format!("{tag}-node{}.log", n.index)),
+            text,
         );
     }
 }
@@ -496,13 +501,51 @@ fn run(
     r
 }
 
+/// The first and last `keep` bytes of a file, with a note of what was left out between.
+fn head_and_tail(path: &std::path::Path, keep: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    if len <= 2 * keep {
+        let mut all = Vec::new();
+        f.read_to_end(&mut all)?;
+        return Ok(all);
+    }
+    let mut head = vec![0; keep];
+    f.read_exact(&mut head)?;
+    f.seek(SeekFrom::Start(u64::try_from(len - keep).unwrap_or(0)))?;
+    let mut tail = vec![0; keep];
+    f.read_exact(&mut tail)?;
+    head.extend_from_slice(format!("\n[… {} bytes left out …]\n", len - 2 * keep).as_bytes());
+    head.extend_from_slice(&tail);
+    Ok(head)
+}
+
+/// Lines of a node's server log that report an error, and lines that mention a conflict
+/// (PostgreSQL 18 logs the conflicts its apply workers detect).
+fn log_counts(n: &Node) -> (usize, usize) {
+    use std::io::BufRead as _;
+    let Ok(f) = std::fs::File::open(n.cluster.log_path()) else {
+        return (0, 0);
+    };
+    let (mut errors, mut conflicts) = (0, 0);
+    for line in std::io::BufReader::new(f)
+        .split(b'\n')
+        .map_while(std::result::Result::ok)
+    {
+        if line.windows(8).any(|w| w == b" ERROR: ") {
+            errors += 1;
+        }
+        if line.windows(8).any(|w| w.eq_ignore_ascii_case(b"conflict")) {
+            conflicts += 1;
+        }
+    }
+    (errors, conflicts)
+}
+
 /// Lines of a node's server log that report an error.
 fn log_errors(n: &Node) -> usize {
-    n.cluster
-        .log()
-        .lines()
-        .filter(|l| l.contains(" ERROR: "))
-        .count()
+    log_counts(n).0
 }
 
 pub(crate) fn one_line(s: &str) -> String {
@@ -576,7 +619,7 @@ fn oneway_inner(
     let (pm1, pm2) = (n1.postmaster_pid()?, n2.postmaster_pid()?);
     let (c1, c2) = (cpu::snapshot_server(pm1), cpu::snapshot_server(pm2));
     let (own0, threads0) = (cpu::self_total_s(), cpu::snapshot_self());
-    let errors0 = log_errors(n2);
+    let (errors0, conflicts0) = log_counts(n2);
     let t0 = epoch_now();
     driver.enable(nodes, 2, 1)?;
     let waited = wait_until(n2, &done_cond, &first_cond, p, driver)?;
@@ -613,7 +656,9 @@ fn oneway_inner(
         r.set("applied_lsn", n2.origin_lsn(&origin)?);
         r.set("target_lsn", &target);
         cpu_fields(r);
-        r.set("sub_log_errors", log_errors(n2) - errors0);
+        let (errors, conflicts) = log_counts(n2);
+        r.set("sub_log_errors", errors - errors0);
+        r.set("sub_conflict_log_lines", conflicts - conflicts0);
         r.set("backlog_bytes", backlog_bytes);
         r.set("load1", load);
         for (k, v) in stats {
@@ -646,7 +691,9 @@ fn oneway_inner(
     r.set("first_commit_s", format!("{:.3}", first - t0));
     r.set("verified", if ok { "yes" } else { "NO" });
     cpu_fields(r);
-    r.set("sub_log_errors", log_errors(n2) - errors0);
+    let (errors, conflicts) = log_counts(n2);
+    r.set("sub_log_errors", errors - errors0);
+    r.set("sub_conflict_log_lines", conflicts - conflicts0);
     r.set("backlog_bytes", backlog_bytes);
     r.set("load1", load);
     for (k, v) in stats {
@@ -790,16 +837,7 @@ fn bidir_inner(
     let secs = d1.max(d2) - t0;
     driver.shutdown()?;
     let ok = wl.fingerprint(n1)? == wl.fingerprint(n2)?;
-    let conflicts = nodes
-        .iter()
-        .map(|n| {
-            n.cluster
-                .log()
-                .lines()
-                .filter(|l| l.to_ascii_lowercase().contains("conflict"))
-                .count()
-        })
-        .sum::<usize>();
+    let conflicts = nodes.iter().map(|n| log_counts(n).1).sum::<usize>();
     let tps = |o: &str| {
         pgbench_value(o, "tps = ")
             .parse::<f64>()
