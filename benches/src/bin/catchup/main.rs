@@ -60,6 +60,10 @@ pub(crate) struct Params {
     pub(crate) poll_s: f64,
     pub(crate) data_dir: PathBuf,
     pub(crate) results_dir: PathBuf,
+    /// Results files to summarise again instead of running (`--report`).
+    pub(crate) report: Vec<PathBuf>,
+    /// Where `perf record` writes a system-wide profile of each timed window (`--perf`).
+    pub(crate) perf: Option<PathBuf>,
 }
 
 const USAGE: &str =
@@ -67,9 +71,11 @@ const USAGE: &str =
                [--pg 15|18] [--bulk-rows N] [--bulk-batch N] [--oltp-scale N] [--oltp-txns N]
                [--oltp-clients N] [--oltp-threads N] [--bidir-seconds N] [--bidir-clients N]
                [--timeout SECONDS] [--poll SECONDS] [--data-dir DIR] [--results-dir DIR]
+               [--perf PREFIX]   (perf record -a -g of each timed window, to PREFIX-<run>.data)
+       catchup --report FILE [--report FILE …]   (summary and table of earlier results files)
 Defaults: 3 reps of bulk and oltp for every system installed for that version (pglogical
 only where its extension is installed), PostgreSQL 15, the anchors' workload sizes,
-clusters under /tmp (on disk), results in benches/results/.";
+clusters under /tmp/pgrepl-bench (on disk), results in benches/results/.";
 
 fn parse_args(args: &[String]) -> Result<(Params, bool)> {
     let mut p = Params {
@@ -87,8 +93,10 @@ fn parse_args(args: &[String]) -> Result<(Params, bool)> {
         bidir_clients: 4,
         timeout_s: 1200,
         poll_s: 0.01,
-        data_dir: PathBuf::from("/tmp"),
+        data_dir: PathBuf::from("/tmp/pgrepl-bench"),
         results_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")),
+        report: Vec::new(),
+        perf: None,
     };
     let mut systems_given = false;
     let mut it = args.iter();
@@ -139,6 +147,8 @@ fn parse_args(args: &[String]) -> Result<(Params, bool)> {
             }
             "--data-dir" => p.data_dir = PathBuf::from(value),
             "--results-dir" => p.results_dir = PathBuf::from(value),
+            "--report" => p.report.push(PathBuf::from(value)),
+            "--perf" => p.perf = Some(PathBuf::from(value)),
             _ => return fail(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -155,8 +165,13 @@ fn main() {
 
 fn real_main(args: &[String]) -> Result<()> {
     let (mut p, systems_given) = parse_args(args)?;
+    if !p.report.is_empty() {
+        return report_again(&p.report);
+    }
     // The testkit puts clusters under PGREPL_TEST_TMPDIR (else /dev/shm). Environment
-    // variables cannot be set safely in a running process, so run again with it set.
+    // variables cannot be set safely in a running process, so run again with it set. A
+    // directory of its own: nothing else's clean-up of /tmp/pgrepl-test-* can reach it.
+    std::fs::create_dir_all(&p.data_dir)?;
     if std::env::var_os("PGREPL_TEST_TMPDIR").as_deref() != Some(p.data_dir.as_os_str()) {
         let status = std::process::Command::new(std::env::current_exe()?)
             .args(args)
@@ -276,6 +291,64 @@ fn real_main(args: &[String]) -> Result<()> {
     }
     out.line("");
     out.line(&format!("results: {}", out.path().display()));
+    Ok(())
+}
+
+/// Starts `perf record -a -g -e cpu-clock` into `<prefix>-<tag>.data` when `--perf` is given.
+fn start_perf(p: &Params, tag: &str) -> Result<Option<std::process::Child>> {
+    let Some(prefix) = &p.perf else {
+        return Ok(None);
+    };
+    let out = format!("{}-{tag}.data", prefix.display());
+    let child = node::clean("perf")
+        .args([
+            "record",
+            "-a",
+            "-g",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "-o",
+            &out,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Let it set up before the window starts.
+    std::thread::sleep(Duration::from_millis(500));
+    log(&format!("perf recording to {out}"));
+    Ok(Some(child))
+}
+
+/// Stops a `perf record` started by [`start_perf`] (SIGINT, so it writes its file).
+fn stop_perf(perf: Option<std::process::Child>) {
+    if let Some(mut child) = perf {
+        let _ = node::clean("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}
+
+/// Prints the summary and table of the `RESULT` lines in earlier results files.
+fn report_again(files: &[PathBuf]) -> Result<()> {
+    let mut results = Vec::new();
+    let mut header = String::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)?;
+        if let Some(v) = text.lines().find(|l| l.starts_with("VERSIONS ")) {
+            header.push_str(&format!("<!-- {}: {v} -->\n", f.display()));
+        }
+        results.extend(report::parse_results(&text));
+    }
+    for line in report::summary_lines(&results) {
+        println!("{line}");
+    }
+    for line in report::table(&results, header.trim_end()) {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -620,9 +693,11 @@ fn oneway_inner(
     let (c1, c2) = (cpu::snapshot_server(pm1), cpu::snapshot_server(pm2));
     let (own0, threads0) = (cpu::self_total_s(), cpu::snapshot_self());
     let (errors0, conflicts0) = log_counts(n2);
+    let perf = start_perf(p, &format!("{}-{}-{rep}", sys.name(), wl.name()))?;
     let t0 = epoch_now();
     driver.enable(nodes, 2, 1)?;
     let waited = wait_until(n2, &done_cond, &first_cond, p, driver)?;
+    stop_perf(perf);
     let (d1, d2) = (
         cpu::diff(&c1, &cpu::snapshot_server(pm1)),
         cpu::diff(&c2, &cpu::snapshot_server(pm2)),

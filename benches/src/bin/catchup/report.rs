@@ -66,6 +66,51 @@ impl RunResult {
     }
 }
 
+/// Reads the `RESULT` lines of results files back (for `--report`).
+pub(crate) fn parse_results(text: &str) -> Vec<RunResult> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("RESULT ") else {
+            continue;
+        };
+        let mut fields = Vec::new();
+        let mut chars = rest.chars().peekable();
+        while chars.peek().is_some() {
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            let mut value = String::new();
+            if chars.peek() == Some(&'"') {
+                value.push('"');
+                chars.next();
+                for c in chars.by_ref() {
+                    value.push(c);
+                    if c == '"' {
+                        break;
+                    }
+                }
+                chars.next_if_eq(&' ');
+            } else {
+                value = chars.by_ref().take_while(|c| *c != ' ').collect();
+            }
+            fields.push((key.trim().to_owned(), value));
+        }
+        let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+        let (Some(sys), Some(wl), Some(rep)) = (
+            get("system").and_then(System::parse),
+            get("workload").and_then(Workload::parse),
+            get("rep").and_then(|r| r.parse().ok()),
+        ) else {
+            continue;
+        };
+        let mut r = RunResult::new(sys, wl, rep);
+        r.fields = fields
+            .into_iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "system" | "workload" | "rep"))
+            .collect();
+        out.push(r);
+    }
+    out
+}
+
 /// Lines printed to standard output and appended to the results file as they come.
 #[derive(Debug)]
 pub(crate) struct Out {
@@ -267,6 +312,49 @@ pub(crate) fn table(results: &[RunResult], header: &str) -> Vec<String> {
                         ratios.push(format!("pgrepl/{} = **{:.2}**", other.name(), p / o));
                     }
                 }
+            }
+            for sys in &systems {
+                let timeouts: Vec<&RunResult> = results
+                    .iter()
+                    .filter(|r| {
+                        r.workload == wl && r.system == *sys && r.get("status") == Some("timeout")
+                    })
+                    .collect();
+                if timeouts.is_empty() {
+                    continue;
+                }
+                let applied: Vec<String> = timeouts
+                    .iter()
+                    .map(|r| {
+                        let t = r.number("timeout_s").unwrap_or(0.0);
+                        match r.number("pgrepl12_applied_txns") {
+                            Some(n) if t > 0.0 => {
+                                format!("{n:.0} txns applied (≈ {:.1} txns/s)", n / t)
+                            }
+                            _ => "?".into(),
+                        }
+                    })
+                    .collect();
+                out.push(String::new());
+                out.push(format!(
+                    "{}: {} run(s) did not catch up within the {} s timeout: {}.",
+                    sys.name(),
+                    timeouts.len(),
+                    timeouts[0].get("timeout_s").unwrap_or("?"),
+                    applied.join("; ")
+                ));
+            }
+            for r in results
+                .iter()
+                .filter(|r| r.workload == wl && r.get("status") == Some("failed"))
+            {
+                out.push(String::new());
+                out.push(format!(
+                    "{} rep {} failed: {}",
+                    r.system.name(),
+                    r.rep,
+                    r.get("error").unwrap_or("?")
+                ));
             }
             if !ratios.is_empty() {
                 out.push(String::new());
