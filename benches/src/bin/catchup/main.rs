@@ -887,6 +887,24 @@ fn bidir_inner(
         return fail(format!("pgbench node2 failed:\n{out2}"));
     }
     let t0 = epoch_now();
+    let tps = |o: &str| {
+        pgbench_value(o, "tps = ")
+            .parse::<f64>()
+            .map_or_else(|_| "?".into(), |v| format!("{v:.0}"))
+    };
+    let processed = |o: &str| {
+        pgbench_value(o, "number of transactions actually processed:")
+            .split('/')
+            .next()
+            .unwrap_or("?")
+            .to_owned()
+    };
+    r.set("seconds", p.bidir_seconds);
+    r.set("clients_per_node", p.bidir_clients);
+    r.set("tps_a", tps(&out1));
+    r.set("tps_b", tps(&out2));
+    r.set("txns_a", processed(&out1));
+    r.set("txns_b", processed(&out2));
     let ta = n1.mark(1)?;
     let tb = n2.mark(2)?;
     let o21 = driver.origin(nodes, 2, 1)?;
@@ -913,24 +931,6 @@ fn bidir_inner(
     driver.shutdown()?;
     let ok = wl.fingerprint(n1)? == wl.fingerprint(n2)?;
     let conflicts = nodes.iter().map(|n| log_counts(n).1).sum::<usize>();
-    let tps = |o: &str| {
-        pgbench_value(o, "tps = ")
-            .parse::<f64>()
-            .map_or_else(|_| "?".into(), |v| format!("{v:.0}"))
-    };
-    let processed = |o: &str| {
-        pgbench_value(o, "number of transactions actually processed:")
-            .split('/')
-            .next()
-            .unwrap_or("?")
-            .to_owned()
-    };
-    r.set("seconds", p.bidir_seconds);
-    r.set("clients_per_node", p.bidir_clients);
-    r.set("tps_a", tps(&out1));
-    r.set("tps_b", tps(&out2));
-    r.set("txns_a", processed(&out1));
-    r.set("txns_b", processed(&out2));
     r.set("catchup_s", format!("{secs:.3}"));
     r.set("converged", if ok { "yes" } else { "NO" });
     r.set("conflict_log_lines", conflicts);
