@@ -31,7 +31,10 @@ pub struct Segment<T, K> {
     /// The rows it returned (only collected when asked for).
     pub rows: Vec<Vec<Option<Bytes>>>,
     collect_rows: bool,
-    new_statements: Vec<K>,
+    /// The segment's Parse messages not yet answered by ParseComplete, in order: the key of
+    /// a statement it prepares, or `None` for the unnamed statement. After an error the server
+    /// skips the rest of the segment, so the keys still here were never prepared.
+    parses: VecDeque<Option<K>>,
     ready_for_query_left: u8,
 }
 
@@ -89,7 +92,7 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
             error: None,
             rows: Vec::new(),
             collect_rows,
-            new_statements: Vec::new(),
+            parses: VecDeque::new(),
             ready_for_query_left: 1,
         });
     }
@@ -117,7 +120,7 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
         .map_err(|e| encode_err("parse", e))?;
         self.statements.insert(key.clone(), name.clone());
         if let Some(open) = self.open.as_mut() {
-            open.new_statements.push(key.clone());
+            open.parses.push_back(Some(key.clone()));
         }
         Ok(name)
     }
@@ -138,6 +141,9 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
         }
         let buf = self.client.connection().write_buffer();
         frontend::parse("", sql, std::iter::empty(), buf).map_err(|e| encode_err("parse", e))?;
+        if let Some(open) = self.open.as_mut() {
+            open.parses.push_back(None);
+        }
         self.execute("", params)
     }
 
@@ -243,15 +249,17 @@ impl<T, K: Hash + Eq + Clone> Pipeline<T, K> {
                         let conn = self.client.connection();
                         return Err(conn.unexpected(&msg, "before the end of a pipelined segment"));
                     };
-                    if done.error.is_some() {
-                        for key in &done.new_statements {
-                            self.statements.remove(key);
-                        }
+                    // A statement whose Parse succeeded exists on the server even when the
+                    // segment failed later, and stays known; only unanswered ones are gone.
+                    for key in done.parses.iter().flatten() {
+                        self.statements.remove(key);
                     }
                     return Ok(Some(done));
                 }
-                BackendMessage::ParseComplete
-                | BackendMessage::BindComplete
+                BackendMessage::ParseComplete => {
+                    current.parses.pop_front();
+                }
+                BackendMessage::BindComplete
                 | BackendMessage::CommandComplete(_)
                 | BackendMessage::NoData
                 | BackendMessage::EmptyQueryResponse
