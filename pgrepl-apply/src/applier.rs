@@ -111,16 +111,19 @@ pub(crate) enum Kind {
     Begin,
     Guard,
     FinishInOne,
+    /// A statement of the careful path, identified by its text.
+    Careful,
 }
 
 /// Identifies a prepared statement: the mapping, the kind, and which columns it sets and
-/// matches (`None`: the mapping's default columns).
+/// matches (`None`: the mapping's default columns); or, for the careful path, its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct StatementKey {
     map: u64,
     kind: Kind,
     set: Option<Box<[usize]>>,
     matched: Option<Box<[usize]>>,
+    text: Option<Box<str>>,
 }
 
 impl StatementKey {
@@ -131,6 +134,16 @@ impl StatementKey {
             kind,
             set: None,
             matched: None,
+            text: None,
+        }
+    }
+
+    /// A careful-path statement: its text is the key (a bounded set — a few per relation and
+    /// column set — so each is parsed and planned once per session, not once per change).
+    pub(crate) fn careful(sql: &str) -> Self {
+        StatementKey {
+            text: Some(sql.into()),
+            ..StatementKey::plain(Kind::Careful)
         }
     }
 }
@@ -173,10 +186,33 @@ pub struct Applier {
     applied: Lsn,
     durable: Lsn,
     progress_in_flight: bool,
+    /// Transactions in a row that met a conflict (see [`CONFLICT_RUN`]); reset by one that
+    /// commits on the fast path or finds no conflict on the careful path.
+    conflict_run: u32,
     /// The careful path's statements sent so far (each one's number in its [`Tag::Careful`]).
     pub(crate) careful_sent: u64,
     /// The first error among the careful path's statements not yet reported, with its table.
     pub(crate) careful_error: Option<(Arc<str>, ErrorFields)>,
+}
+
+/// After this many transactions in a row met a conflict, the next ones go straight to the
+/// careful path: in a run of conflicts (both nodes writing the same rows) the fast path only
+/// fails — an error, a rollback and a round trip per transaction — before the careful path
+/// does the work anyway. Every [`CONFLICT_RUN_PROBE`]-th transaction of a run still tries the
+/// fast path, and a careful transaction that finds no conflict ends the run.
+const CONFLICT_RUN: u32 = 4;
+/// See [`CONFLICT_RUN`].
+const CONFLICT_RUN_PROBE: u32 = 32;
+
+/// The most transactions in the pipeline at once. Enough to keep the target busy through the
+/// round trip (a few hundred microseconds here, a few milliseconds across a network); more only
+/// raises what one conflict costs, since everything behind a failing transaction is replayed.
+const MAX_WINDOW: usize = 256;
+
+impl ApplierSettings {
+    fn max_window(&self) -> usize {
+        self.max_pending_txns.clamp(1, MAX_WINDOW)
+    }
 }
 
 pub(crate) fn param(v: ColumnRef<'_>) -> Param<'_> {
@@ -289,7 +325,7 @@ impl Applier {
                 settings: settings.clone(),
                 pending: VecDeque::new(),
                 in_pipeline: 0,
-                window: settings.max_pending_txns.max(1),
+                window: settings.max_window(),
                 stamped_commit,
                 pending_bytes: 0,
                 failure: None,
@@ -297,6 +333,7 @@ impl Applier {
                 applied: start,
                 durable: start,
                 progress_in_flight: false,
+                conflict_run: 0,
                 careful_sent: 0,
                 careful_error: None,
             },
@@ -452,7 +489,8 @@ impl Applier {
         self.in_pipeline = self.in_pipeline.saturating_sub(1);
         match (error, self.failure.is_some()) {
             (None, false) => {
-                self.window = (self.window + 1).min(self.settings.max_pending_txns.max(1));
+                self.window = (self.window + 1).min(self.settings.max_window());
+                self.conflict_run = 0;
                 let front = self.pending.pop_front();
                 if !front.as_ref().is_some_and(|f| Arc::ptr_eq(f, txn)) {
                     return Err(ApplyError::Unexpected {
@@ -466,6 +504,9 @@ impl Applier {
                 // Down to one: in a run of conflicts, every transaction sent behind a failing
                 // one is work done twice (on PostgreSQL 15 it even runs to its guard).
                 self.window = (self.window / 2).max(1);
+                self.stats
+                    .declined_txns
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(end = %txn.end_lsn, front = ?self.pending.front().map(|t| t.xid),
                     link = %self.names,
                     xid = txn.xid,
@@ -515,20 +556,51 @@ impl Applier {
         if let Some(e) = &error {
             tracing::debug!(link = %self.names, xid = txn.xid, code = %e.code, "applying carefully");
         }
+        self.apply_front_carefully(&txn).await?;
+        self.emit_waiting().await
+    }
+
+    /// Applies `txn`, the front pending transaction, on the careful path, and keeps count of
+    /// runs of conflicts.
+    async fn apply_front_carefully(&mut self, txn: &Arc<RemoteTxn>) -> Result<(), ApplyError> {
         self.stats
             .careful_txns
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.apply_carefully(&txn).await?;
+        let before = self.stats.conflicts.total();
+        self.apply_carefully(txn).await?;
+        if self.stats.conflicts.total() > before {
+            self.conflict_run = self.conflict_run.saturating_add(1);
+        } else {
+            self.conflict_run = 0;
+        }
         self.pending.pop_front();
-        self.committed(&txn);
+        self.committed(txn);
         self.last_sent_end = self.applied;
-        self.emit_waiting().await
+        Ok(())
+    }
+
+    /// Whether the front transaction should skip the fast path: a run of conflicts is on, it
+    /// is not this run's probe of the fast path, and no transaction is in the pipeline.
+    fn careful_first(&self) -> bool {
+        self.conflict_run >= CONFLICT_RUN
+            && !(self.conflict_run - CONFLICT_RUN + 1).is_multiple_of(CONFLICT_RUN_PROBE)
+            && self.in_pipeline == 0
     }
 
     /// Sends pending transactions that are not in the pipeline, in order, while the window
     /// allows and nothing has failed. Not cancel-safe.
     pub async fn emit_waiting(&mut self) -> Result<(), ApplyError> {
         while self.can_send() {
+            if self.careful_first()
+                && let Some(txn) = self.pending.front().cloned()
+            {
+                // A progress question may still be out; the careful path wants the session.
+                while self.pipeline.in_flight() > 0 {
+                    self.pump().await?;
+                }
+                self.apply_front_carefully(&txn).await?;
+                continue;
+            }
             let Some(txn) = self.pending.get(self.in_pipeline).cloned() else {
                 break;
             };
@@ -743,6 +815,7 @@ impl Applier {
                     },
                     set: None,
                     matched: None,
+                    text: None,
                 };
                 let name = self
                     .pipeline
@@ -793,6 +866,7 @@ impl Applier {
             kind: Kind::Insert,
             set: None,
             matched: None,
+            text: None,
         };
         let cols = map.writable_columns();
         let name = self
@@ -825,6 +899,7 @@ impl Applier {
             },
             set: shape(&set, map.writable_columns()),
             matched: Some(matched.clone().into()),
+            text: None,
         };
         let m = if text {
             Match::AllText(&matched)
@@ -859,6 +934,7 @@ impl Applier {
             },
             set: None,
             matched: Some(matched.clone().into()),
+            text: None,
         };
         let m = if text {
             Match::AllText(&matched)

@@ -37,7 +37,7 @@ use pgrepl_core::pgoutput::{
 
 use bytes::Bytes;
 
-use crate::applier::{Applier, Tag, param, set_columns, value};
+use crate::applier::{Applier, StatementKey, Tag, param, set_columns, value};
 use crate::error::{ApplyError, ConflictStop};
 use crate::history;
 use crate::relation_map::RelationMap;
@@ -148,7 +148,10 @@ impl Applier {
             .begin(Tag::Careful(seq, Arc::from(table)), true);
         let mut written = Ok(());
         for (sql, params) in statements {
-            written = self.pipeline.execute_unnamed(sql, params);
+            written = self
+                .pipeline
+                .prepare(&StatementKey::careful(sql), || (*sql).to_owned())
+                .and_then(|name| self.pipeline.execute(&name, params));
             if written.is_err() {
                 break;
             }
@@ -456,8 +459,31 @@ impl Applier {
         key: (&TupleData, &[usize]),
         remote: (&TupleData, &[usize]),
     ) -> Result<(String, String), ApplyError> {
-        let k = self.send_json(map, key.0, key.1)?;
-        let r = self.send_json(map, remote.0, remote.1)?;
+        let sent = self.send_jsons(map, key, remote)?;
+        self.await_jsons(txn, sent).await
+    }
+
+    /// Asks for the key's and the remote row's JSON without waiting. Sent together with a
+    /// probe, they are at hand when the probe finds a conflict, a round trip earlier; when it
+    /// finds none, their answers are passed over (they read nothing and lock nothing).
+    fn send_jsons(
+        &mut self,
+        map: &RelationMap,
+        key: (&TupleData, &[usize]),
+        remote: (&TupleData, &[usize]),
+    ) -> Result<(u64, u64), ApplyError> {
+        Ok((
+            self.send_json(map, key.0, key.1)?,
+            self.send_json(map, remote.0, remote.1)?,
+        ))
+    }
+
+    /// The answers to [`send_jsons`](Self::send_jsons).
+    async fn await_jsons(
+        &mut self,
+        txn: &RemoteTxn,
+        (k, r): (u64, u64),
+    ) -> Result<(String, String), ApplyError> {
         Ok((self.json_of(txn, k).await?, self.json_of(txn, r).await?))
     }
 
@@ -665,12 +691,11 @@ impl Applier {
         let sql = statements::probe(&map, m);
         let probe =
             self.careful_send_one(&map.target.quoted, &sql, &params_of(source, &matched))?;
-        let row = self.probe_rows(txn, probe).await?.into_iter().next();
         let set = set_columns(&map, &update.new);
+        let jsons = self.send_jsons(&map, (source, &matched), (&update.new, &set))?;
+        let row = self.probe_rows(txn, probe).await?.into_iter().next();
         let Some(row) = row else {
-            let (key_json, remote_json) = self
-                .jsons(txn, &map, (source, &matched), (&update.new, &set))
-                .await?;
+            let (key_json, remote_json) = self.await_jsons(txn, jsons).await?;
             let found = Found {
                 kind: ConflictKind::UpdateMissing,
                 map: &map,
@@ -686,9 +711,7 @@ impl Applier {
             return Ok(());
         };
         if !self.is_ours(row.roident) {
-            let (key_json, remote_json) = self
-                .jsons(txn, &map, (source, &matched), (&update.new, &set))
-                .await?;
+            let (key_json, remote_json) = self.await_jsons(txn, jsons).await?;
             let found = Found {
                 kind: ConflictKind::UpdateOriginDiffers,
                 map: &map,

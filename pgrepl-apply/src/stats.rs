@@ -71,6 +71,9 @@ pub struct LinkStats {
     pub skipped_txns: AtomicU64,
     /// Transactions that took the careful (conflict-checking) path.
     pub careful_txns: AtomicU64,
+    /// Transactions the fast path sent and gave up on (a conflict, or an error it leaves to
+    /// the careful path). Low during a run of conflicts: the link then goes careful directly.
+    pub declined_txns: AtomicU64,
     /// Transactions that arrived streamed (before their commit) and were spooled to disk.
     pub streamed_txns: AtomicU64,
     /// Conflicts by kind and resolution.

@@ -302,6 +302,44 @@ pg_test! {
         link.stop().await.unwrap();
     }
 
+    /// A run of conflicting transactions (both nodes writing the same rows) goes to the careful
+    /// path directly after a few, rather than failing on the fast path every time; a
+    /// transaction without a conflict ends the run; every change lands as `last_update_wins`
+    /// says and every conflict is recorded.
+    async fn a_run_of_conflicts_goes_careful_directly(pg: Install) {
+        let schema = "CREATE TABLE hot (id int PRIMARY KEY, v text);
+                      INSERT INTO hot SELECT g, 'seed' FROM generate_series(1, 200) g;";
+        let nodes = support::start(&pg, 2, schema, &["hot"], "last_update_wins").await;
+        nodes.client(1).await.batch_execute("UPDATE hot SET v = 'local'").await.unwrap();
+        let mut source = nodes.client(0).await;
+        // 100 conflicting updates, 20 plain inserts, 100 more conflicting updates: one
+        // transaction each, all newer than the target's local rewrite.
+        for id in 1..=100 {
+            source.batch_execute(&format!("UPDATE hot SET v = 'remote {id}' WHERE id = {id}")).await.unwrap();
+        }
+        for id in 1001..=1020 {
+            source.batch_execute(&format!("INSERT INTO hot VALUES ({id}, 'new')")).await.unwrap();
+        }
+        for id in 101..=200 {
+            source.batch_execute(&format!("UPDATE hot SET v = 'remote {id}' WHERE id = {id}")).await.unwrap();
+        }
+        let link = nodes.run(0, 1);
+        nodes.sync(0, 1).await;
+        assert_eq!(nodes.dump(0, "hot").await, nodes.dump(1, "hot").await);
+        let history = nodes.history(1).await;
+        assert_eq!(history.len(), 200);
+        assert!(history.iter().all(|(k, r)| k == "update_origin_differs" && r == "apply_remote"), "{history:?}");
+        let stats = link.link.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(stats.conflicts.total(), 200);
+        assert!(load(&stats.careful_txns) >= 200);
+        // Each run declines a few before it goes careful directly, then one per probe of the
+        // fast path (and what was in the pipeline behind a declined one, while it shrinks).
+        let declined = load(&stats.declined_txns);
+        assert!(declined < 60, "{declined} transactions declined on the fast path");
+        link.stop().await.unwrap();
+    }
+
     /// Rows both nodes started from and that have been frozen count as older than anything:
     /// changing them is not a conflict, and the fast path applies it.
     async fn frozen_rows_are_not_conflicts(pg: Install) {

@@ -261,8 +261,14 @@ impl Exposed {
         family(
             "pgrepl_link_careful_transactions_total",
             "counter",
-            "Transactions applied on the careful path (conflict checks) after the fast path failed.",
+            "Transactions applied on the careful path (conflict checks): after the fast path declined one, or directly during a run of conflicts.",
             per_link(&|s| s.careful_txns.load(Relaxed) as f64),
+        );
+        family(
+            "pgrepl_link_fast_path_declined_total",
+            "counter",
+            "Transactions the fast path sent and gave up on (a conflict or an error), each then applied on the careful path.",
+            per_link(&|s| s.declined_txns.load(Relaxed) as f64),
         );
         family(
             "pgrepl_link_conflicts_total",
