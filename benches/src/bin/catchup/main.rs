@@ -752,7 +752,7 @@ fn oneway_inner(
     }
     driver.shutdown()?;
     let ok = wl.fingerprint(n1)? == wl.fingerprint(n2)?;
-    let oltp = matches!(wl, Workload::Oltp | Workload::OltpUntracked);
+    let oltp = wl.is_oltp();
     let rows = if oltp { 2 * p.oltp_txns } else { p.bulk_rows };
     if oltp {
         r.set("txns", p.oltp_txns);

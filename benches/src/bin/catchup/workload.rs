@@ -23,6 +23,11 @@ pub(crate) enum Workload {
     OltpUntracked,
     /// `bidir`, with the initial rows loaded as in `oltp-untracked`.
     BidirUntracked,
+    /// `oltp`, with every account row rewritten by a local session on each node before the
+    /// backlog: every replicated UPDATE then meets a row another origin wrote last
+    /// (`update_origin_differs`), so every transaction is a conflict to detect, resolve and
+    /// (for pgrepl) record. Not the anchors' method.
+    OltpConflicts,
 }
 
 impl Workload {
@@ -33,6 +38,7 @@ impl Workload {
             "bidir" => Some(Workload::Bidir),
             "oltp-untracked" => Some(Workload::OltpUntracked),
             "bidir-untracked" => Some(Workload::BidirUntracked),
+            "oltp-conflicts" => Some(Workload::OltpConflicts),
             _ => None,
         }
     }
@@ -44,12 +50,21 @@ impl Workload {
             Workload::Bidir => "bidir",
             Workload::OltpUntracked => "oltp-untracked",
             Workload::BidirUntracked => "bidir-untracked",
+            Workload::OltpConflicts => "oltp-conflicts",
         }
     }
 
     /// Whether both nodes write (the bidir driver).
     pub(crate) fn is_bidir(self) -> bool {
         matches!(self, Workload::Bidir | Workload::BidirUntracked)
+    }
+
+    /// Whether the one-way backlog is `pgbench -N` transactions.
+    pub(crate) fn is_oltp(self) -> bool {
+        matches!(
+            self,
+            Workload::Oltp | Workload::OltpUntracked | Workload::OltpConflicts
+        )
     }
 
     /// Whether the initial rows are loaded with `track_commit_timestamp = off`.
@@ -102,6 +117,12 @@ impl Workload {
                     node.index
                 ))?;
                 node.sql("VACUUM ANALYZE pgbench_history")?;
+                if self == Workload::OltpConflicts {
+                    // `pgbench -i` loads with COPY FREEZE, and a frozen row has no known
+                    // last writer; rewriting every row makes a local session its writer.
+                    node.sql("UPDATE pgbench_accounts SET abalance = abalance")?;
+                    node.sql("VACUUM ANALYZE pgbench_accounts")?;
+                }
             }
         }
         Ok(())
@@ -130,7 +151,7 @@ $$;
                     rows / batch.max(1)
                 ))
             }
-            Workload::Oltp | Workload::OltpUntracked => {
+            Workload::Oltp | Workload::OltpUntracked | Workload::OltpConflicts => {
                 // -n: no vacuum, and no TRUNCATE of pgbench_history (it would replicate).
                 let per_client = (p.oltp_txns / p.oltp_clients.max(1)).to_string();
                 let out = node.pgbench(&[
