@@ -187,7 +187,7 @@ pub struct Applier {
     durable: Lsn,
     progress_in_flight: bool,
     /// Transactions in a row that met a conflict (see [`CONFLICT_RUN`]); reset by one that
-    /// commits on the fast path or finds no conflict on the careful path.
+    /// commits on the fast path (see [`CONFLICT_RUN`] for one without a conflict on the careful path).
     conflict_run: u32,
     /// The careful path's statements sent so far (each one's number in its [`Tag::Careful`]).
     pub(crate) careful_sent: u64,
@@ -199,7 +199,8 @@ pub struct Applier {
 /// careful path: in a run of conflicts (both nodes writing the same rows) the fast path only
 /// fails — an error, a rollback and a round trip per transaction — before the careful path
 /// does the work anyway. Every [`CONFLICT_RUN_PROBE`]-th transaction of a run still tries the
-/// fast path, and a careful transaction that finds no conflict ends the run.
+/// fast path, and so does the one after a careful transaction that found no conflict: if that
+/// one commits on the fast path the run is over, if it declines the run goes on.
 const CONFLICT_RUN: u32 = 4;
 /// See [`CONFLICT_RUN`].
 const CONFLICT_RUN_PROBE: u32 = 32;
@@ -571,7 +572,8 @@ impl Applier {
         if self.stats.conflicts.total() > before {
             self.conflict_run = self.conflict_run.saturating_add(1);
         } else {
-            self.conflict_run = 0;
+            // The next transaction tries the fast path; one more conflict resumes the run.
+            self.conflict_run = self.conflict_run.min(CONFLICT_RUN - 1);
         }
         self.pending.pop_front();
         self.committed(txn);
