@@ -204,6 +204,12 @@ pub struct Applier {
 const CONFLICT_RUN: u32 = 4;
 /// See [`CONFLICT_RUN`].
 const CONFLICT_RUN_PROBE: u32 = 32;
+/// How often [`Applier::settle`] asks for the durable progress before it gives up (the
+/// flush position then stays at what was known durable before, which is always safe).
+const SETTLE_ASKS: u32 = 3;
+/// How long one call of [`Applier::emit_waiting`] applies transactions of a run of conflicts
+/// before it returns, so the link gets to report progress and to notice a shutdown.
+const CAREFUL_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The most transactions in the pipeline at once. Enough to keep the target busy through the
 /// round trip (a few hundred microseconds here, a few milliseconds across a network); more only
@@ -432,23 +438,29 @@ impl Applier {
         self.failure.is_some() && self.pipeline.in_flight() == 0
     }
 
-    /// Waits until everything handed over is committed and the durable progress is known.
-    pub async fn drain(&mut self) -> Result<(), ApplyError> {
+    /// Stops sending and settles: waits for the answers to what is in flight (a transaction
+    /// behind a failed one rolls back and stays pending), then learns the durable progress.
+    /// Transactions not yet sent stay unapplied; nothing is lost, since the flush position
+    /// reported to the source never covers them and the source sends them again.
+    pub async fn settle(&mut self) -> Result<(), ApplyError> {
+        let mut asked = 0;
         loop {
-            if self.is_drained() && !self.progress_in_flight {
-                if self.applied > self.durable {
-                    self.request_progress()?;
-                } else {
+            if self.pipeline.is_idle() {
+                if self.applied <= self.durable || asked == SETTLE_ASKS {
                     return Ok(());
                 }
+                // A transaction that failed on the fast path leaves its block open (aborted):
+                // end it, or the question fails too.
+                if self.client().connection_ref().transaction_status() != b'I' {
+                    self.client()
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(|e| self.conn_err(e))?;
+                }
+                self.request_progress()?;
+                asked += 1;
             }
             self.pump().await?;
-            if self.needs_recovery() {
-                self.recover().await?;
-            }
-            if self.can_send() {
-                self.emit_waiting().await?;
-            }
         }
     }
 
@@ -502,8 +514,8 @@ impl Applier {
                 self.committed(txn);
             }
             (Some(e), false) => {
-                // Down to one: in a run of conflicts, every transaction sent behind a failing
-                // one is work done twice (on PostgreSQL 15 it even runs to its guard).
+                // Halved: every transaction sent behind a failing one is work done twice (on
+                // PostgreSQL 15 it even runs to its guard).
                 self.window = (self.window / 2).max(1);
                 self.stats
                     .declined_txns
@@ -581,6 +593,12 @@ impl Applier {
         Ok(())
     }
 
+    /// Whether [`emit_waiting`](Self::emit_waiting) has transactions of a run of conflicts to
+    /// apply on the careful path: the link's loop calls it again without waiting for anything.
+    pub fn has_careful_work(&self) -> bool {
+        self.careful_first() && self.can_send()
+    }
+
     /// Whether the front transaction should skip the fast path: a run of conflicts is on, it
     /// is not this run's probe of the fast path, and no transaction is in the pipeline.
     fn careful_first(&self) -> bool {
@@ -592,10 +610,14 @@ impl Applier {
     /// Sends pending transactions that are not in the pipeline, in order, while the window
     /// allows and nothing has failed. Not cancel-safe.
     pub async fn emit_waiting(&mut self) -> Result<(), ApplyError> {
+        let started = std::time::Instant::now();
         while self.can_send() {
             if self.careful_first()
                 && let Some(txn) = self.pending.front().cloned()
             {
+                if started.elapsed() >= CAREFUL_SLICE {
+                    break; // see `has_careful_work`
+                }
                 // A progress question may still be out; the careful path wants the session.
                 while self.pipeline.in_flight() > 0 {
                     self.pump().await?;

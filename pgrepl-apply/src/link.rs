@@ -255,6 +255,7 @@ impl Link {
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => break,
+                    () = std::future::ready(()), if applier.has_careful_work() => {}
                     r = applier.pump(), if applier.wants_io() => r?,
                     ev = stream.next_event(), if applier.has_room() => {
                         let Some(ev) = ev else {
@@ -298,8 +299,8 @@ impl Link {
                 }
             }
         }
-        // Stop: let what is in flight finish, report it, end the stream.
-        let drained = tokio::time::timeout(Duration::from_secs(5), applier.drain()).await;
+        // Stop: let what is in flight finish (nothing new is sent), report it, end the stream.
+        let drained = tokio::time::timeout(Duration::from_secs(5), applier.settle()).await;
         if let Ok(Err(e)) = &drained {
             tracing::warn!(link = %names, error = %e, "while stopping");
         }
