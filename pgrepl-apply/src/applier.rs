@@ -58,7 +58,7 @@ use crate::copy_format::{self, CopyWriter};
 use crate::error::ApplyError;
 use crate::metadata::Metadata;
 use crate::names::LinkNames;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Segment};
 use crate::relation_map::{Lookup, RelationMap};
 use crate::statements::{self, Match};
 use crate::stats::LinkStats;
@@ -470,26 +470,33 @@ impl Applier {
             .next_completed()
             .map_err(|e| self.conn_err(e))?
         {
-            match seg.tag {
-                Tag::Progress => {
-                    self.progress_in_flight = false;
-                    if seg.error.is_none() {
-                        let lsn = seg
-                            .rows
-                            .first()
-                            .and_then(|r| r.first())
-                            .and_then(Option::as_ref)
-                            .and_then(|b| std::str::from_utf8(b).ok())
-                            .and_then(|s| s.parse::<Lsn>().ok());
-                        if let Some(lsn) = lsn {
-                            self.durable = self.durable.max(lsn);
-                        }
+            self.completed(seg)?;
+        }
+        Ok(())
+    }
+
+    /// Handles one completed segment. The careful path, which waits for its own segments,
+    /// hands the others here too, so a progress answer is never lost.
+    pub(crate) fn completed(&mut self, seg: Segment<Tag, StatementKey>) -> Result<(), ApplyError> {
+        match seg.tag {
+            Tag::Progress => {
+                self.progress_in_flight = false;
+                if seg.error.is_none() {
+                    let lsn = seg
+                        .rows
+                        .first()
+                        .and_then(|r| r.first())
+                        .and_then(Option::as_ref)
+                        .and_then(|b| std::str::from_utf8(b).ok())
+                        .and_then(|s| s.parse::<Lsn>().ok());
+                    if let Some(lsn) = lsn {
+                        self.durable = self.durable.max(lsn);
                     }
                 }
-                Tag::Txn(txn) => self.txn_completed(&txn, seg.error)?,
-                // Only ever in flight while the careful path runs, which collects its own.
-                Tag::Careful(..) => {}
             }
+            Tag::Txn(txn) => self.txn_completed(&txn, seg.error)?,
+            // Only ever in flight while the careful path runs, which collects its own.
+            Tag::Careful(..) => {}
         }
         Ok(())
     }

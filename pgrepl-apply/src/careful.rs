@@ -197,6 +197,7 @@ impl Applier {
                 .map_err(|e| self.conn_err(e))?
             {
                 let Tag::Careful(done, table) = seg.tag else {
+                    self.completed(seg)?;
                     continue;
                 };
                 if let Some(fields) = seg.error
@@ -238,12 +239,15 @@ impl Applier {
     /// a failure, before the rollback).
     async fn careful_settle(&mut self) -> Result<(), ApplyError> {
         loop {
-            while self
+            while let Some(seg) = self
                 .pipeline
                 .next_completed()
                 .map_err(|e| self.conn_err(e))?
-                .is_some()
-            {}
+            {
+                if !matches!(seg.tag, Tag::Careful(..)) {
+                    self.completed(seg)?;
+                }
+            }
             if self.pipeline.in_flight() == 0 {
                 break;
             }
