@@ -282,6 +282,16 @@ async fn stream_from(
     hang_up: bool,
     max_message_len: Option<usize>,
 ) -> (ReplicationStream, JoinHandle<()>) {
+    stream_with(bytes, hang_up, max_message_len, StreamSettings::default()).await
+}
+
+/// [`stream_from`] with stream settings of the caller's.
+async fn stream_with(
+    bytes: Vec<u8>,
+    hang_up: bool,
+    max_message_len: Option<usize>,
+    settings: StreamSettings,
+) -> (ReplicationStream, JoinHandle<()>) {
     let (port, server) = fake_server(move |mut peer| async move {
         peer.accept_startup().await;
         peer.greet().await;
@@ -302,7 +312,7 @@ async fn stream_from(
         repl.connection().set_max_message_len(len);
     }
     let stream = repl
-        .start_replication("s", Lsn(0), &options(), StreamSettings::default())
+        .start_replication("s", Lsn(0), &options(), settings)
         .await
         .unwrap();
     (stream, server)
@@ -1046,25 +1056,11 @@ async fn received_settles_at(stream: &ReplicationStream, lsn: u64) {
 async fn buffer_limits_bound_what_is_decoded_ahead() {
     // Events: 50 small messages, room for 2.
     let bytes: Vec<u8> = (1..=50).flat_map(|i| sized_message(i, 10)).collect();
-    let (port, server) = fake_server(move |mut peer| async move {
-        peer.accept_startup().await;
-        peer.greet().await;
-        peer.until_copy_both("60s").await;
-        peer.send(&bytes).await;
-        while peer.recv().await.is_some() {}
-    })
-    .await;
-    let repl = ReplicationClient::connect(&config(&dsn(port, "")))
-        .await
-        .unwrap();
     let settings = StreamSettings {
         max_buffered_events: 2,
         ..StreamSettings::default()
     };
-    let mut stream = repl
-        .start_replication("s", Lsn(0), &options(), settings)
-        .await
-        .unwrap();
+    let (mut stream, server) = stream_with(bytes, false, None, settings).await;
     received_settles_at(&stream, 3).await;
     for i in 1..=50 {
         match tokio::time::timeout(PROMPTLY, next_via_stream_trait(&mut stream))
@@ -1083,26 +1079,12 @@ async fn buffer_limits_bound_what_is_decoded_ahead() {
     // Bytes: 600-byte messages against a budget of 1000, then one of 5000.
     let mut bytes: Vec<u8> = (1..=5).flat_map(|i| sized_message(i, 600)).collect();
     bytes.extend(sized_message(6, 5000));
-    let (port, server) = fake_server(move |mut peer| async move {
-        peer.accept_startup().await;
-        peer.greet().await;
-        peer.until_copy_both("60s").await;
-        peer.send(&bytes).await;
-        while peer.recv().await.is_some() {}
-    })
-    .await;
-    let repl = ReplicationClient::connect(&config(&dsn(port, "")))
-        .await
-        .unwrap();
     let settings = StreamSettings {
         max_buffered_events: 1000,
         max_buffered_bytes: 1000,
         ..StreamSettings::default()
     };
-    let mut stream = repl
-        .start_replication("s", Lsn(0), &options(), settings)
-        .await
-        .unwrap();
+    let (mut stream, server) = stream_with(bytes, false, None, settings).await;
     received_settles_at(&stream, 2).await;
     let first = tokio::time::timeout(PROMPTLY, stream.next_event())
         .await
