@@ -459,17 +459,7 @@ fn wait_until(
     p: &Params,
     driver: &Driver,
 ) -> Result<Option<(f64, f64)>> {
-    use std::io::Write as _;
-    let mut child = node
-        .psql_command()
-        .arg("-At")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(waiter_script(done, first, p.timeout_s, p.poll_s).as_bytes())?;
-    }
+    let mut child = node.spawn_script(&waiter_script(done, first, p.timeout_s, p.poll_s))?;
     loop {
         if child.try_wait()?.is_some() {
             break;
@@ -631,6 +621,32 @@ pub(crate) fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// Creates the workload's schema on both nodes and reads node2's settings, which the results
+/// record once per system (`show_settings`); returns them.
+fn prepare_nodes(
+    p: &Params,
+    nodes: &mut [Node],
+    wl: Workload,
+    sys: System,
+    show_settings: bool,
+    out: &mut Out,
+) -> Result<String> {
+    for node in nodes.iter_mut().take(2) {
+        wl.schema(node, p)?;
+    }
+    let n2 = nodes.get(1).ok_or("two nodes are needed")?;
+    let settings = n2.settings()?;
+    if show_settings {
+        out.line(&format!("SETTINGS system={} {settings}", sys.name()));
+        out.line(&format!(
+            "NONDEFAULT system={} {}",
+            sys.name(),
+            n2.nondefault_settings()?
+        ));
+    }
+    Ok(settings)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn oneway_inner(
     p: &Params,
@@ -644,20 +660,10 @@ fn oneway_inner(
 ) -> Result<()> {
     let sys = driver.system;
     let tag = format!("[{}/{}/{rep}]", sys.name(), wl.name());
-    wl.schema(&mut nodes[0], p)?;
-    wl.schema(&mut nodes[1], p)?;
+    let settings = prepare_nodes(p, nodes, wl, sys, show_settings, out)?;
+    log(&format!("{tag} settings node2: {settings}"));
     let nodes: &[Node] = nodes;
     let (n1, n2) = (&nodes[0], &nodes[1]);
-    let settings = n2.settings()?;
-    log(&format!("{tag} settings node2: {settings}"));
-    if show_settings {
-        out.line(&format!("SETTINGS system={} {settings}", sys.name()));
-        out.line(&format!(
-            "NONDEFAULT system={} {}",
-            sys.name(),
-            n2.nondefault_settings()?
-        ));
-    }
     driver.setup_oneway(nodes, 1, 2, wl.tables(), spool_dir(p))?;
     let created = Instant::now();
     driver.disable(nodes, 2, 1)?;
@@ -797,19 +803,9 @@ fn bidir_inner(
 ) -> Result<()> {
     let sys = driver.system;
     let tag = format!("[{}/{}/{rep}]", sys.name(), wl.name());
-    wl.schema(&mut nodes[0], p)?;
-    wl.schema(&mut nodes[1], p)?;
+    prepare_nodes(p, nodes, wl, sys, show_settings, out)?;
     let nodes: &[Node] = nodes;
     let (n1, n2) = (&nodes[0], &nodes[1]);
-    let settings = n2.settings()?;
-    if show_settings {
-        out.line(&format!("SETTINGS system={} {settings}", sys.name()));
-        out.line(&format!(
-            "NONDEFAULT system={} {}",
-            sys.name(),
-            n2.nondefault_settings()?
-        ));
-    }
     let naccts = 100_000 * p.oltp_scale;
     let half = naccts / 2;
     let note = driver.setup_bidir(nodes, half, spool_dir(p))?;

@@ -137,9 +137,9 @@ impl Node {
             .to_owned())
     }
 
-    /// A script on psql's standard input (the anchors' `anchors_psql NODE <<EOF`); returns
-    /// standard output and standard error.
-    pub(crate) fn script(&self, sql: &str) -> Result<(String, String)> {
+    /// Starts `psql -At` with `sql` written to its standard input (then closed); its output
+    /// is piped.
+    pub(crate) fn spawn_script(&self, sql: &str) -> Result<std::process::Child> {
         use std::io::Write as _;
         let mut child = self
             .psql_command()
@@ -151,7 +151,13 @@ impl Node {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(sql.as_bytes())?;
         }
-        let out = child.wait_with_output()?;
+        Ok(child)
+    }
+
+    /// A script on psql's standard input (the anchors' `anchors_psql NODE <<EOF`); returns
+    /// standard output and standard error.
+    pub(crate) fn script(&self, sql: &str) -> Result<(String, String)> {
+        let out = self.spawn_script(sql)?.wait_with_output()?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let stdout = checked(&format!("psql script on node{}", self.index), out)?;
         Ok((stdout, stderr))
