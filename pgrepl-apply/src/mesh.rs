@@ -589,22 +589,15 @@ impl Mesh {
                 ));
             }
             for link in links.iter().filter(|l| l.source == node.name) {
-                let exists = client
-                    .query_opt(
-                        "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-                        &[&link.slot],
-                    )
-                    .await
-                    .map_err(&err)?
-                    .is_some();
-                if !exists {
-                    client
-                        .query(
-                            "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
-                            &[&link.slot],
-                        )
-                        .await
-                        .map_err(&err)?;
+                let created = create_unless_exists(
+                    &mut client,
+                    "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                    "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &link.slot,
+                )
+                .await
+                .map_err(&err)?;
+                if created {
                     report.actions.push(format!(
                         "node {}: created slot {} for link {link}",
                         node.name, link.slot
@@ -612,22 +605,15 @@ impl Mesh {
                 }
             }
             for link in links.iter().filter(|l| l.target == node.name) {
-                let exists = client
-                    .query_opt(
-                        "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1",
-                        &[&link.origin],
-                    )
-                    .await
-                    .map_err(&err)?
-                    .is_some();
-                if !exists {
-                    client
-                        .query(
-                            "SELECT pg_catalog.pg_replication_origin_create($1)",
-                            &[&link.origin],
-                        )
-                        .await
-                        .map_err(&err)?;
+                let created = create_unless_exists(
+                    &mut client,
+                    "SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = $1",
+                    "SELECT pg_catalog.pg_replication_origin_create($1)",
+                    &link.origin,
+                )
+                .await
+                .map_err(&err)?;
+                if created {
                     report.actions.push(format!(
                         "node {}: created replication origin {} for link {link}",
                         node.name, link.origin
@@ -844,6 +830,21 @@ impl Mesh {
         }
         Ok(report)
     }
+}
+
+/// Runs `create` for `name` unless `exists` (a query on `name`) finds a row; whether it
+/// created. For the objects `setup` makes idempotently: slots and origins.
+async fn create_unless_exists(
+    client: &mut Client,
+    exists: &str,
+    create: &str,
+    name: &str,
+) -> Result<bool, ConnError> {
+    if client.query_opt(exists, &[&name]).await?.is_some() {
+        return Ok(false);
+    }
+    client.query(create, &[&name]).await?;
+    Ok(true)
 }
 
 /// Drops a slot or origin, retrying while PostgreSQL says it is still in use (`55006`) by a

@@ -22,6 +22,17 @@ pub struct Nodes {
     pub dsns: Vec<ConnectConfig>,
     pub mesh: Mesh,
     pub names: Vec<String>,
+    _spool: SpoolDir,
+}
+
+/// The links' spool directory, removed with the nodes (a failing test keeps its clusters for
+/// their logs; spooled transactions tell nothing more).
+struct SpoolDir(PathBuf);
+
+impl Drop for SpoolDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A resolver set with `name` for every kind.
@@ -85,6 +96,7 @@ pub async fn start_with(
         let (s, n) = t.split_once('.').unwrap_or(("public", t));
         table_list.push((s.into(), n.into()));
     }
+    let spool = SpoolDir(spool_dir());
     let mesh = Mesh::new(MeshSpec {
         cluster: CLUSTER.into(),
         nodes: names
@@ -98,7 +110,7 @@ pub async fn start_with(
         tables: TableSelection::Tables(table_list),
         resolvers,
         binary: false,
-        spool_dir: spool_dir(),
+        spool_dir: spool.0.clone(),
     })
     .unwrap();
     mesh.setup(false).await.unwrap();
@@ -107,6 +119,7 @@ pub async fn start_with(
         dsns,
         mesh,
         names,
+        _spool: spool,
     }
 }
 
